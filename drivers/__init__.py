@@ -1,0 +1,1 @@
+"""Hardware drivers. Each family lives in its own module; the gateway finds them via the registry."""

@@ -1,0 +1,1 @@
+"""Weighbridge indicators: pure wire codecs and the serial driver around them."""

@@ -1,0 +1,210 @@
+"""Configuration: one TOML file, validated at load, unknown keys rejected.
+
+A bad file fails with the file name, the key path and what was expected, e.g.::
+
+    gateway.toml: devices[0].baudrat: unknown key (did you mean 'baudrate'?)
+
+Device sections are validated by the config model of the driver they name, looked
+up in the driver registry, so a new driver family brings its own keys.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from gateway.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/edge-gateway/gateway.toml")
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+"""Ids used in MQTT topics: no '/', '+', '#' or spaces."""
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GatewaySection(Section):
+    """``[gateway]``: who this box is and where it keeps its state."""
+
+    site: str = Field(pattern=NAME_PATTERN, description="checkpoint site, used in the topic root")
+    id: str = Field(pattern=NAME_PATTERN, description="gateway id within the site")
+    data_dir: Path = Field(description="directory for the outbox and state")
+    topic_root: str | None = Field(
+        default=None, description="MQTT topic root; default customs/{site}/{id}"
+    )
+
+    @property
+    def root(self) -> str:
+        """The topic root every published topic starts with."""
+        return self.topic_root or f"customs/{self.site}/{self.id}"
+
+
+class MqttSection(Section):
+    """``[mqtt]``: the uplink to the central broker."""
+
+    host: str
+    port: int = Field(default=1883, ge=1, le=65535)
+    client_id: str | None = None
+    keepalive: int = Field(default=30, ge=5, le=3600)
+    tls_ca: Path | None = Field(default=None, description="CA bundle; enables TLS")
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    username: str | None = None
+    password_file: Path | None = None
+    inflight: int = Field(default=32, ge=1, le=1000, description="unacknowledged QoS 1 messages")
+    reconnect_min_s: float = Field(default=1.0, gt=0)
+    reconnect_max_s: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> MqttSection:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: set both or neither")
+        if self.tls_cert is not None and self.tls_ca is None:
+            raise ValueError("a client certificate needs tls_ca to verify the server")
+        if self.password_file is not None and self.username is None:
+            raise ValueError("password_file needs username")
+        return self
+
+
+class OutboxSection(Section):
+    """``[outbox]``: the durable store-and-forward queue."""
+
+    max_bytes: int = Field(default=256 * 1024 * 1024, ge=64 * 1024)
+    path: Path | None = Field(default=None, description="default {data_dir}/outbox.sqlite3")
+
+
+class ControlSection(Section):
+    """``[control]``: the technician's local socket."""
+
+    socket: Path | None = Field(default=None, description="default {data_dir}/control.sock")
+
+
+class DeviceSection(BaseModel):
+    """The keys every ``[[devices]]`` entry has; drivers extend it with their own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=NAME_PATTERN)
+    driver: str
+    enabled: bool = True
+
+
+class GatewayConfig(Section):
+    """The whole file."""
+
+    gateway: GatewaySection
+    mqtt: MqttSection
+    outbox: OutboxSection = OutboxSection()
+    control: ControlSection = ControlSection()
+    devices: tuple[DeviceSection, ...] = ()
+
+    source: Path | None = Field(default=None, exclude=True)
+
+    @property
+    def outbox_path(self) -> Path:
+        """Where the SQLite outbox lives."""
+        return self.outbox.path or self.gateway.data_dir / "outbox.sqlite3"
+
+    @property
+    def control_socket(self) -> Path:
+        """Where the daemon listens for ``gatewayctl``."""
+        return self.control.socket or self.gateway.data_dir / "control.sock"
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out or "(top level)"
+
+
+def _describe(error: Any, model: type[BaseModel], prefix: tuple[int | str, ...]) -> str:
+    loc = prefix + tuple(error["loc"])
+    where = _key_path(loc)
+    if error["type"] == "extra_forbidden":
+        known = _known_keys(model, tuple(error["loc"])[:-1])
+        guess = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f" (did you mean '{guess[0]}'?)" if guess else f" (known keys: {', '.join(known)})"
+        return f"{where}: unknown key{hint}"
+    if error["type"] == "missing":
+        return f"{where}: required key is missing"
+    return f"{where}: {error['msg']} (got {error.get('input')!r})"
+
+
+def _known_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    current: type[BaseModel] = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        inner = getattr(annotation, "__args__", (annotation,))
+        found = next((a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if found is None:
+            return []
+        current = found
+    return sorted(current.model_fields)
+
+
+def _fail(path: Path, problems: list[str]) -> ConfigError:
+    lines = "\n".join(f"  {path}: {p}" for p in problems)
+    return ConfigError(f"invalid configuration in {path}:\n{lines}")
+
+
+def validate_device(raw: dict[str, Any], index: int, path: Path) -> DeviceSection:
+    """Validate one ``[[devices]]`` entry with its driver's own config model."""
+    from gateway.registry import device_config_model  # registry imports config: avoid a cycle
+
+    driver = raw.get("driver")
+    if not isinstance(driver, str):
+        raise _fail(path, [f"devices[{index}].driver: required key is missing (a driver name)"])
+    model = device_config_model(driver, where=f"{path}: devices[{index}].driver")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise _fail(path, [_describe(e, model, ("devices", index)) for e in exc.errors()]) from exc
+
+
+def parse_config(text: str, path: Path) -> GatewayConfig:
+    """Parse and validate TOML text; ``path`` is used in error messages only."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    devices_raw = raw.pop("devices", [])
+    if not isinstance(devices_raw, list) or not all(isinstance(d, dict) for d in devices_raw):
+        raise _fail(path, ["devices: expected [[devices]] tables"])
+    try:
+        config = GatewayConfig.model_validate({**raw, "source": path})
+    except ValidationError as exc:
+        raise _fail(path, [_describe(e, GatewayConfig, ()) for e in exc.errors()]) from exc
+    devices = tuple(validate_device(d, i, path) for i, d in enumerate(devices_raw))
+    ids = [d.id for d in devices]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise _fail(path, [f"devices: duplicate id {d!r}: every device needs its own id" for d in dupes])
+    return config.model_copy(update={"devices": devices})
+
+
+def load_config(path: Path) -> GatewayConfig:
+    """Read and validate a config file; every failure is a :class:`ConfigError`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: config file not found (pass --config FILE)") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from exc
+    return parse_config(text, path)

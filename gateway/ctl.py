@@ -1,0 +1,191 @@
+"""``gatewayctl``: the field technician's command line.
+
+Talks to the running daemon over its local control socket (``status``, ``tail``)
+and to hardware directly (``probe``); checks config files without a daemon.
+Exit codes: 0 fine, 1 a problem was found, 2 usage, 3 the daemon is not running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from gateway.config import DEFAULT_CONFIG_PATH, GatewayConfig, load_config
+from gateway.control import follow, request
+from gateway.errors import ConfigError, ControlError, GatewayError
+
+EXIT_PROBLEM = 1
+EXIT_NO_DAEMON = 3
+
+
+def _load(args: argparse.Namespace) -> GatewayConfig:
+    return load_config(args.config)
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    """Validate a config file and summarise it."""
+    config = load_config(args.file)
+    print(f"{args.file}: OK")
+    print(f"  topic root   {config.gateway.root}")
+    print(f"  broker       {config.mqtt.host}:{config.mqtt.port}"
+          f"{' (TLS)' if config.mqtt.tls_ca else ''}")
+    print(f"  outbox       {config.outbox_path} (max {config.outbox.max_bytes} bytes)")
+    print(f"  control      {config.control_socket}")
+    for device in config.devices:
+        flag = "" if device.enabled else " (disabled)"
+        print(f"  device       {device.id}: {device.driver}{flag}")
+    return 0
+
+
+def _fmt_reading(reading: dict[str, Any] | None) -> str:
+    if not reading:
+        return "-"
+    stable = {True: "stable", False: "motion", None: ""}[reading.get("stable")]
+    rng = "" if reading.get("in_range", True) else " OUT OF RANGE"
+    return f"{reading.get('weight')} {reading.get('unit')} {stable}{rng}".strip()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print what the daemon is doing."""
+    config = _load(args)
+    status = request(config.control_socket, "status")
+    if args.json:
+        print(json.dumps(status, indent=2, ensure_ascii=False))
+        return 0
+    gw, up, ob = status["gateway"], status["uplink"], status["outbox"]
+    print(f"gateway  {gw['site']}/{gw['id']}  v{gw['version']}  pid {gw['pid']}  "
+          f"up {gw['uptime_s']:.0f} s  root {gw['root']}")
+    link = "connected" if up.get("connected") else f"DISCONNECTED ({up.get('last_error')})"
+    print(f"uplink   {up['broker']}{' TLS' if up['tls'] else ''}  {link} since {up.get('since')}  "
+          f"inflight {up['inflight']}  acked {up.get('acked_total')}  "
+          f"rejected {up.get('rejected_total')}")
+    print(f"outbox   {ob['depth']} queued ({ob['bytes']} of {ob['max_bytes']} bytes)  "
+          f"last seq {ob['last_seq']}  evicted {ob['evicted_total']}  "
+          f"disk full {ob['disk_full_total']}" + (f"  ERROR {ob['last_error']}"
+                                                   if ob.get("last_error") else ""))
+    problems = 0 if up.get("connected") else 1
+    for device_id, dev in status["devices"].items():
+        counters = dev.get("counters") or {}
+        print(f"device   {device_id:<12} {dev['state'].upper():<11} {dev['driver']:<14} "
+              f"last {_fmt_reading(dev.get('last_reading'))}  "
+              f"frames {counters.get('readings', 0)} ok / {counters.get('bad_frames', 0)} bad  "
+              f"restarts {dev['restarts_total']}")
+        if dev["state"] not in ("up",):
+            problems += 1
+            if dev.get("last_error"):
+                print(f"         error: {dev['last_error']}"
+                      + (f" (retry in {dev['next_retry_s']} s)" if dev.get("next_retry_s") else ""))
+    return EXIT_PROBLEM if problems else 0
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    """Print records as the broker acknowledges them."""
+    config = _load(args)
+    try:
+        for line in follow(config.control_socket):
+            if args.json:
+                print(json.dumps(line, ensure_ascii=False), flush=True)
+            elif "dropped" in line:
+                print("... (tail too slow: lines dropped)", flush=True)
+            else:
+                rec = line["record"]
+                print(f"{rec['ts']}  #{rec['seq']:<7} {line['topic']:<32} "
+                      f"{json.dumps(rec['data'], ensure_ascii=False)}", flush=True)
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def cmd_probe_serial(args: argparse.Namespace) -> int:
+    """Identify a scale on a serial port."""
+    from drivers.scale.probe import probe_serial
+
+    bauds = tuple(args.baudrate) if args.baudrate else None
+    kwargs: dict[str, Any] = {"seconds": args.seconds}
+    if bauds:
+        kwargs["baudrates"] = bauds
+    attempts = asyncio.run(probe_serial(args.port, **kwargs))
+    for a in attempts:
+        if a.error:
+            print(f"{args.port}: {a.error}")
+            return EXIT_PROBLEM
+        best = a.best
+        summary = (f"{best.protocol}: {len(best.readings)} frames decoded, {best.bad_frames} bad"
+                   if best else "nothing decoded")
+        print(f"  {a.baudrate:>6} {a.framing}  {a.bytes_heard:>5} bytes  {summary}")
+        if best is not None and best.convincing:
+            for r in best.readings[-3:]:
+                stable = {True: "stable", False: "motion", None: "no stability flag"}[r.stable]
+                print(f"      {r.weight} {r.unit}  {stable}"
+                      + ("" if r.in_range else "  out of range"))
+            print(f"verdict: {best.protocol} at {a.baudrate} baud {a.framing} -> config "
+                  f'driver = "scale.{best.protocol}", baudrate = {a.baudrate}, '
+                  f'framing = "{a.framing}"')
+            return 0
+    heard = sum(a.bytes_heard for a in attempts)
+    if heard:
+        print(f"verdict: bytes arrive ({heard}) but no known scale protocol decodes them: "
+              "check the indicator's output format setting")
+    else:
+        print("verdict: silence at every speed: check cabling (TX/RX swapped?), the "
+              "indicator's output setting, and that nothing else holds the port")
+    return EXIT_PROBLEM
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (separate for tests and --help)."""
+    parser = argparse.ArgumentParser(prog="gatewayctl",
+                                     description="Diagnostics for the checkpoint edge gateway.")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH,
+                        help=f"gateway config (default {DEFAULT_CONFIG_PATH}); it names the "
+                             "daemon's control socket")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    status = sub.add_parser("status", help="devices, last readings, errors, outbox, uplink")
+    status.add_argument("--json", action="store_true", help="machine-readable")
+    status.set_defaults(func=cmd_status)
+
+    tail = sub.add_parser("tail", help="follow records as the broker acknowledges them")
+    tail.add_argument("--json", action="store_true", help="one JSON object per line")
+    tail.set_defaults(func=cmd_tail)
+
+    probe = sub.add_parser("probe", help="identify hardware on a port (no daemon needed)")
+    probe_sub = probe.add_subparsers(dest="kind", required=True)
+    serial = probe_sub.add_parser("serial", help="try baud rates and every scale protocol")
+    serial.add_argument("port", help="device path (/dev/ttyUSB0) or pyserial URL")
+    serial.add_argument("--seconds", type=float, default=1.5, help="listen time per setting")
+    serial.add_argument("--baudrate", type=int, action="append",
+                        help="only this rate (repeatable)")
+    serial.set_defaults(func=cmd_probe_serial)
+
+    config = sub.add_parser("config", help="configuration files")
+    config_sub = config.add_subparsers(dest="action", required=True)
+    check = config_sub.add_parser("check", help="validate a config file")
+    check.add_argument("file", type=Path)
+    check.set_defaults(func=cmd_config_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``gatewayctl`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ControlError as exc:
+        print(f"gatewayctl: {exc}", file=sys.stderr)
+        return EXIT_NO_DAEMON
+    except ConfigError as exc:
+        print(f"gatewayctl: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
+    except GatewayError as exc:
+        print(f"gatewayctl: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""The daemon: outbox, uplink, control socket and one supervised task per device.
+
+Start-up order: outbox (so nothing produced can be lost) -> uplink -> control socket
+-> devices -> READY=1. Shutdown on SIGTERM/SIGINT: STOPPING=1, stop the devices,
+record their ``stopped`` state, give the uplink a few seconds to drain, publish
+``offline``, commit acknowledgements, exit 0. What could not be sent stays in the
+outbox for the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from typing import Any
+
+import structlog
+
+from gateway import __version__
+from gateway.config import GatewayConfig
+from gateway.control import ControlServer
+from gateway.outbox import Outbox
+from gateway.records import Draft, Record
+from gateway.sdnotify import notify, watchdog_interval_s, watchdog_loop
+from gateway.supervisor import DeviceSupervisor
+from gateway.uplink import Uplink
+
+log = structlog.get_logger(__name__)
+
+STATE_INTERVAL_S = 60.0
+DRAIN_TIMEOUT_S = 5.0
+
+
+class Daemon:
+    """One gateway process."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.outbox = Outbox(
+            config.outbox_path,
+            site=config.gateway.site,
+            gateway=config.gateway.id,
+            max_bytes=config.outbox.max_bytes,
+        )
+        self.uplink: Uplink | None = None
+        self.supervisors = [
+            DeviceSupervisor(device, self.emit) for device in config.devices if device.enabled
+        ]
+        self.stop = asyncio.Event()
+        self.started_mono = time.monotonic()
+        self.emit_errors = 0
+
+    async def emit(self, drafts: list[Draft]) -> list[Record]:
+        """Make drafts durable; the uplink picks them up from the outbox."""
+        return await self.outbox.append(drafts)
+
+    def status(self) -> dict[str, Any]:
+        """Everything ``gatewayctl status`` prints."""
+        uplink = self.uplink
+        return {
+            "gateway": {
+                "site": self.config.gateway.site,
+                "id": self.config.gateway.id,
+                "root": self.config.gateway.root,
+                "version": __version__,
+                "pid": os.getpid(),
+                "uptime_s": round(time.monotonic() - self.started_mono, 1),
+            },
+            "uplink": {
+                **(uplink.stats.as_dict() if uplink else {}),
+                "broker": f"{self.config.mqtt.host}:{self.config.mqtt.port}",
+                "tls": self.config.mqtt.tls_ca is not None,
+                "inflight": uplink.inflight if uplink else 0,
+            },
+            "outbox": {**vars(self.outbox.stats), "max_bytes": self.outbox.max_bytes,
+                       "path": str(self.outbox.path)},
+            "devices": {s.config.id: s.health.as_dict() for s in self.supervisors},
+        }
+
+    async def run(self) -> int:
+        """Run until signalled; return the process exit code."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop.set)
+        log.info("gateway starting", version=__version__, site=self.config.gateway.site,
+                 gateway=self.config.gateway.id, devices=len(self.supervisors),
+                 config=str(self.config.source))
+        try:
+            async with self.outbox, Uplink(self.config, self.outbox) as uplink:
+                self.uplink = uplink
+                async with ControlServer(self.config.control_socket, self.status) as control:
+                    uplink.on_acked.append(control.publish)
+                    await self._serve()
+                    notify("STOPPING=1")
+                    log.info("gateway stopping")
+                    await self.emit([s.stopped() for s in self.supervisors])
+                    if not await uplink.drained(DRAIN_TIMEOUT_S):
+                        log.warning("stopping with records still queued; they are sent on "
+                                    "next start", queued=self.outbox.stats.depth)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        log.info("gateway stopped", last_seq=self.outbox.stats.last_seq,
+                 queued=self.outbox.stats.depth)
+        return 0
+
+    async def _serve(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            tasks = [
+                group.create_task(s.run(), name=f"device-{s.config.id}") for s in self.supervisors
+            ]
+            tasks.append(group.create_task(self._state_loop(), name="device-state"))
+            interval = watchdog_interval_s()
+            if interval is not None:
+                tasks.append(group.create_task(watchdog_loop(interval), name="watchdog"))
+            notify("READY=1")
+            notify(f"STATUS=serving {len(self.supervisors)} device(s)")
+            log.info("gateway ready", control=str(self.config.control_socket))
+            await self.stop.wait()
+            for task in tasks:
+                task.cancel()
+
+    async def _state_loop(self) -> None:
+        while True:
+            await asyncio.sleep(STATE_INTERVAL_S)
+            drafts = [d for s in self.supervisors if (d := s.refresh()) is not None]
+            if drafts:
+                await self.emit(drafts)

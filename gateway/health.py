@@ -1,0 +1,80 @@
+"""Per-device health, published retained on ``{root}/device/{id}/state``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from gateway.records import Draft, Priority, rfc3339
+
+
+class DeviceState(StrEnum):
+    """What central's device wall shows."""
+
+    STARTING = "starting"
+    UP = "up"
+    DEGRADED = "degraded"
+    """Up, but bad frames are arriving."""
+    DOWN = "down"
+    """Not answering; the supervisor is retrying with backoff."""
+    UNAVAILABLE = "unavailable"
+    """The driver cannot run on this box (missing optional package); retried slowly."""
+    STOPPED = "stopped"
+    """The gateway shut down in an orderly way."""
+
+
+@dataclass(slots=True)
+class DeviceHealth:
+    """Live health of one device, owned by its supervisor."""
+
+    device: str
+    driver: str
+    state: DeviceState = DeviceState.STARTING
+    since: datetime = field(default_factory=lambda: datetime.now(UTC))
+    last_error: str | None = None
+    errors_total: int = 0
+    restarts_total: int = 0
+    next_retry_s: float | None = None
+    last_reading: dict[str, Any] | None = None
+    last_reading_at: datetime | None = None
+    counters: dict[str, Any] = field(default_factory=dict)
+
+    def change(self, state: DeviceState, error: str | None = None) -> bool:
+        """Move to ``state``; return True if that is a change worth publishing."""
+        changed = state != self.state or (error is not None and error != self.last_error)
+        if state != self.state:
+            self.since = datetime.now(UTC)
+        self.state = state
+        if error is not None:
+            self.last_error = error
+            self.errors_total += 1
+        return changed
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly view (used in the state record and ``gatewayctl status``)."""
+        return {
+            "state": str(self.state),
+            "since": rfc3339(self.since),
+            "driver": self.driver,
+            "last_error": self.last_error,
+            "errors_total": self.errors_total,
+            "restarts_total": self.restarts_total,
+            "next_retry_s": self.next_retry_s,
+            "last_reading": self.last_reading,
+            "last_reading_at": rfc3339(self.last_reading_at) if self.last_reading_at else None,
+            "counters": self.counters,
+        }
+
+    def draft(self) -> Draft:
+        """The retained state record for central."""
+        return Draft(
+            topic=f"device/{self.device}/state",
+            schema="device_state/1",
+            device=self.device,
+            ts=datetime.now(UTC),
+            data=self.as_dict(),
+            priority=Priority.STATE,
+            retain=True,
+        )

@@ -1,0 +1,114 @@
+"""Records: what the gateway publishes, in the envelope central systems rely on.
+
+A processor emits a :class:`Draft` (what happened, where it goes, how important);
+the outbox turns it into a :class:`Record` by giving it its place in the gateway's
+sequence (``seq``), a unique ``id`` and the hash chain link (``prev``), in the same
+transaction that makes it durable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import IntEnum
+from typing import Any
+
+
+class Priority(IntEnum):
+    """How much a record matters when the outbox must drop something.
+
+    The outbox evicts the lowest priority first and never evicts ``ALARM``.
+    """
+
+    TELEMETRY = 10
+    """Periodic readings (weight every second): the next one replaces it."""
+    STATE = 20
+    """Device health snapshots."""
+    EVENT = 30
+    """Condensed events: weighings, scans, OCR results."""
+    ALARM = 40
+    """Tamper and open alarms: never evicted."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Draft:
+    """A record before it has a place in the sequence.
+
+    Attributes:
+        topic: topic below the gateway's root, e.g. ``event/weighing``.
+        schema: payload schema name and version, e.g. ``weighing/1``.
+        device: the device it is about, if any.
+        ts: when it happened (from the device reading, not publish time).
+        data: the payload; must be JSON-serialisable.
+        priority: eviction class.
+        retain: publish with the MQTT retain flag (device state).
+    """
+
+    topic: str
+    schema: str
+    device: str | None
+    ts: datetime
+    data: dict[str, Any]
+    priority: Priority
+    retain: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Record:
+    """A durable record as stored in the outbox and published."""
+
+    seq: int
+    id: str
+    topic: str
+    payload: bytes
+    priority: Priority
+    retain: bool
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the published payload: the next record's ``prev``."""
+        return hashlib.sha256(self.payload).hexdigest()
+
+
+GENESIS = "0" * 64
+"""``prev`` of the very first record a gateway publishes."""
+
+
+def uuid7() -> str:
+    """A UUIDv7 (RFC 9562): 48-bit Unix milliseconds, then random bits; sorts by time."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76  # version
+    value |= ((rand >> 68) & 0xFFF) << 64  # rand_a, 12 bits
+    value |= 0b10 << 62  # variant
+    value |= rand & ((1 << 62) - 1)  # rand_b, 62 bits
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def rfc3339(ts: datetime) -> str:
+    """RFC 3339 UTC with milliseconds and a ``Z`` suffix."""
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def envelope(
+    draft: Draft, *, seq: int, record_id: str, prev: str, site: str, gateway: str
+) -> bytes:
+    """Serialise a draft into the published JSON envelope (UTF-8, compact, stable key order)."""
+    body = {
+        "schema": draft.schema,
+        "id": record_id,
+        "seq": seq,
+        "ts": rfc3339(draft.ts),
+        "site": site,
+        "gateway": gateway,
+        "device": draft.device,
+        "data": draft.data,
+        "prev": prev,
+    }
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()

@@ -1,0 +1,124 @@
+"""One supervised task per device: open, read, condense, and retry with backoff.
+
+This is the only place reconnection lives. A failing device never takes the daemon
+down: every error, expected or not, ends in a logged state change and a retry after
+a capped, jittered delay. A failure is logged once when it starts and once when the
+device recovers, not at every retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import structlog
+
+from drivers.base import Driver
+from gateway.backoff import Backoff
+from gateway.config import DeviceSection
+from gateway.errors import DriverUnavailableError, GatewayError
+from gateway.health import DeviceHealth, DeviceState
+from gateway.processors import processor_for
+from gateway.readings import Reading
+from gateway.records import Draft
+from gateway.registry import create_driver
+
+log = structlog.get_logger(__name__)
+
+Emit = Callable[[list[Draft]], Awaitable[object]]
+
+
+def reading_summary(reading: Reading) -> dict[str, object]:
+    """The few fields of a reading shown in device state and ``gatewayctl status``."""
+    return {"weight": reading.weight, "unit": reading.unit, "stable": reading.stable,
+            "in_range": reading.in_range}
+
+
+class DeviceSupervisor:
+    """Runs one device forever (until cancelled)."""
+
+    def __init__(self, config: DeviceSection, emit: Emit, *, backoff: Backoff | None = None,
+                 driver_factory: Callable[[DeviceSection], Driver] = create_driver) -> None:
+        self.config = config
+        self.emit = emit
+        self.backoff = backoff or Backoff(base_s=1.0, cap_s=60.0)
+        self.health = DeviceHealth(device=config.id, driver=config.driver)
+        self.processor = processor_for(config)
+        self.driver: Driver | None = None
+        self._driver_factory = driver_factory
+        self._bad_frames_seen = 0
+
+    async def run(self) -> None:
+        """Open, stream, recover; returns only by cancellation."""
+        log_ = log.bind(device=self.config.id, driver=self.config.driver)
+        while True:
+            try:
+                await self._session()
+            except DriverUnavailableError as exc:
+                await self._failed(log_, DeviceState.UNAVAILABLE, str(exc))
+            except GatewayError as exc:
+                await self._failed(log_, DeviceState.DOWN, str(exc))
+            except Exception as exc:  # noqa: BLE001 - a driver bug must not stop the daemon
+                log_.exception("driver crashed; restarting it")
+                await self._failed(log_, DeviceState.DOWN, f"internal error: {exc!r}")
+            delay = self.backoff.next_delay()
+            self.health.next_retry_s = round(delay, 2)
+            await asyncio.sleep(delay)
+            self.health.restarts_total += 1
+
+    async def _session(self) -> None:
+        driver = self._driver_factory(self.config)
+        self.driver = driver
+        async with driver:
+            async for reading in driver.readings():
+                if self.health.state in (DeviceState.STARTING, DeviceState.DOWN,
+                                         DeviceState.UNAVAILABLE):
+                    await self._recovered()
+                self.health.last_reading = reading_summary(reading)
+                self.health.last_reading_at = reading.at.utc
+                self.health.counters = driver.counters.as_dict()
+                drafts = self.processor.feed(reading)
+                if drafts:
+                    await self.emit(drafts)
+
+    async def _recovered(self) -> None:
+        if self.health.state is not DeviceState.STARTING:
+            log.info("device recovered", device=self.config.id, after_error=self.health.last_error,
+                     restarts=self.health.restarts_total)
+        else:
+            log.info("device up", device=self.config.id)
+        self.backoff.reset()
+        self.health.next_retry_s = None
+        self.health.change(DeviceState.UP)
+        await self.emit([self.health.draft()])
+
+    async def _failed(self, log_: structlog.typing.FilteringBoundLogger, state: DeviceState,
+                      error: str) -> None:
+        first = self.health.state not in (DeviceState.DOWN, DeviceState.UNAVAILABLE)
+        if self.driver is not None:
+            self.health.counters = self.driver.counters.as_dict()
+        if self.health.change(state, error):
+            if first:
+                log_.warning("device failed; retrying with backoff", error=error)
+            await self.emit([self.health.draft()])
+
+    def refresh(self) -> Draft | None:
+        """Periodic state: marks an up device degraded while bad frames keep arriving."""
+        if self.driver is None:
+            return None
+        counters = self.driver.counters
+        self.health.counters = counters.as_dict()
+        bad_now = counters.bad_frames - self._bad_frames_seen
+        self._bad_frames_seen = counters.bad_frames
+        if self.health.state in (DeviceState.UP, DeviceState.DEGRADED):
+            self.health.change(DeviceState.DEGRADED if bad_now else DeviceState.UP)
+        return self.health.draft()
+
+    def stopped(self) -> Draft:
+        """Final state on orderly shutdown."""
+        self.health.change(DeviceState.STOPPED)
+        self.health.since = datetime.now(UTC)
+        return self.health.draft()
+
+
