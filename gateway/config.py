@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, DriverUnavailableError
 
 DEFAULT_CONFIG_PATH = Path("/etc/edge-gateway/gateway.toml")
 
@@ -171,7 +171,10 @@ def validate_device(raw: dict[str, Any], index: int, path: Path) -> DeviceSectio
     driver = raw.get("driver")
     if not isinstance(driver, str):
         raise _fail(path, [f"devices[{index}].driver: required key is missing (a driver name)"])
-    model = device_config_model(driver, where=f"{path}: devices[{index}].driver")
+    try:
+        model = device_config_model(driver, where=f"{path}: devices[{index}].driver")
+    except DriverUnavailableError as exc:
+        raise ConfigError(str(exc)) from exc
     try:
         return model.model_validate(raw)
     except ValidationError as exc:

@@ -132,6 +132,7 @@ class Uplink:
         self._task: asyncio.Task[None] | None = None
         self._status_mid: int | None = None
         self._offline_acked = asyncio.Event()
+        self._closing = False
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
@@ -160,6 +161,7 @@ class Uplink:
                     await self._offline_acked.wait()
             except TimeoutError:
                 log.warning("broker did not acknowledge 'offline' in time")
+        self._closing = True
         await asyncio.to_thread(self._shutdown_client)
 
     def _shutdown_client(self) -> None:
@@ -247,7 +249,7 @@ class Uplink:
         self._connected.set()
 
     def _down(self, reason: str) -> None:
-        if self.stats.connected:
+        if self.stats.connected and not self._closing:
             self.stats.disconnects_total += 1
             log.warning("uplink lost; records stay in the outbox until it returns", reason=reason,
                         inflight=len(self._inflight))

@@ -106,7 +106,9 @@ class WeighingProcessor:
         usable = r.in_range and r.zero_captured and kg is not None
         session = self._session
         if session is None:
-            if usable and kg is not None and kg >= self.settings.min_weight_kg:
+            loaded = kg is not None and kg >= self.settings.min_weight_kg
+            overloaded = not r.in_range and (kg is None or kg > 0)
+            if loaded or overloaded:
                 self._session = _Session(first=r)
                 self._extend(self._session, r)
             return None

@@ -130,11 +130,13 @@ class Central:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(changed.set)
 
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wake :meth:`wait_for` on this loop when messages arrive."""
+        self._loop = loop
+        self._changed = asyncio.Event()
+
     def start(self) -> None:
         """Connect (keeping the session across broker restarts) and subscribe."""
-        with contextlib.suppress(RuntimeError):
-            self._loop = asyncio.get_running_loop()
-            self._changed = asyncio.Event()
         self._client.connect("127.0.0.1", self.port, clean_start=False,
                              properties=self._connect_props)
         self._client.loop_start()

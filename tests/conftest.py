@@ -28,6 +28,7 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
 async def central(broker: Mosquitto) -> AsyncIterator[Central]:
     """Central's subscriber on ``#`` with a persistent session."""
     c = Central(port=broker.port)
+    c.attach(asyncio.get_running_loop())
     await asyncio.to_thread(c.start)
     try:
         yield c
