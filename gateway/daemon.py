@@ -13,6 +13,7 @@ import asyncio
 import os
 import signal
 import time
+from dataclasses import asdict
 from typing import Any
 
 import structlog
@@ -73,7 +74,7 @@ class Daemon:
                 "tls": self.config.mqtt.tls_ca is not None,
                 "inflight": uplink.inflight if uplink else 0,
             },
-            "outbox": {**vars(self.outbox.stats), "max_bytes": self.outbox.max_bytes,
+            "outbox": {**asdict(self.outbox.stats), "max_bytes": self.outbox.max_bytes,
                        "path": str(self.outbox.path)},
             "devices": {s.config.id: s.health.as_dict() for s in self.supervisors},
         }

@@ -1,0 +1,95 @@
+"""Command line for the simulators: ``python -m simulators <device> [options]``.
+
+Example: ``python -m simulators scale --protocol toledo --link /tmp/scale0 --trucks 3``
+prints where the pty is, plays three trucks and exits 0; without ``--trucks`` it plays
+until SIGINT or SIGTERM, then removes the link and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from drivers.scale.protocols import CODECS
+from simulators.scale import FAULTS, ScaleSimulator
+
+
+def _fault_list(text: str) -> frozenset[str]:
+    faults = frozenset(f.strip() for f in text.split(",") if f.strip())
+    if unknown := faults - set(FAULTS):
+        raise argparse.ArgumentTypeError(f"unknown faults {sorted(unknown)}; known: {FAULTS}")
+    return faults
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m simulators", description=__doc__)
+    devices = parser.add_subparsers(dest="device", required=True)
+    scale = devices.add_parser("scale", help="a weighbridge indicator on a pty")
+    scale.add_argument("--protocol", required=True, choices=sorted(CODECS))
+    scale.add_argument("--link", required=True, type=Path, help="symlink to create (pty slave)")
+    scale.add_argument(
+        "--faults", type=_fault_list, default=frozenset(), help=f"comma list of {','.join(FAULTS)}"
+    )
+    scale.add_argument("--trucks", type=int, default=None, help="default: forever")
+    scale.add_argument("--speed", type=_positive, default=1.0, help="time compression")
+    scale.add_argument("--seed", type=int, default=None, help="reproducible weights and faults")
+    scale.add_argument("--rate-hz", type=_positive, default=10.0, help="frames per second")
+    return parser
+
+
+async def _run_scale(args: argparse.Namespace) -> int:
+    sim = ScaleSimulator(
+        protocol=args.protocol,
+        link=args.link,
+        trucks=args.trucks,
+        speed=args.speed,
+        faults=args.faults,
+        seed=args.seed,
+        rate_hz=args.rate_hz,
+    )
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with sim:
+        where = f"{args.link} (slave {sim.slave_name})"
+        print(f"scale simulator {args.protocol} on {where}", flush=True)
+        finished = asyncio.create_task(sim.finished.wait(), name="finished")
+        stopped = asyncio.create_task(stop.wait(), name="stopped")
+        try:
+            await asyncio.wait([finished, stopped], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (finished, stopped):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    logging.getLogger(__name__).info("scale simulator done: %s", sim.stats)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen simulator until it is done or signalled."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if args.device == "scale":
+        return asyncio.run(_run_scale(args))
+    return 2  # unreachable: argparse requires a known device
+
+
+if __name__ == "__main__":
+    sys.exit(main())

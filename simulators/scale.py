@@ -1,0 +1,508 @@
+"""A weighbridge indicator on a pseudo-terminal, speaking a real scale wire format.
+
+The simulator plays trucks over the scale: empty and stable at zero, driving on (the
+value rising, motion flagged), standing still on a plateau, driving off, back to
+zero. It encodes every state with the same codec classes the gateway decodes with
+(:mod:`drivers.scale.protocols`), so the bytes are exactly what the gateway must
+handle, and injects the faults real serial links have.
+
+The device side is a pty: the gateway (or a test) opens the slave through a symlink
+at ``link``, exactly as it would open ``/dev/ttyUSB0``. Everything runs on the event
+loop: the master fd is non-blocking, read with ``loop.add_reader`` and written with
+``os.write``; a full buffer drops the frame (a real indicator does not wait either).
+
+Like a serial wire, the pty only carries bytes while a client has the port open:
+when nobody does, the master reads EIO and frames are not written (otherwise the
+kernel would queue kilobytes of stale frames for the next client to read as new).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import itertools
+import logging
+import os
+import random
+import tty
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from drivers.scale.protocols import CODECS
+from gateway.readings import Stamp, WeightMeasured
+
+log = logging.getLogger(__name__)
+
+FAULTS = ("noise", "truncate", "checksum", "silence", "disconnect")
+"""Fault kinds ``--faults`` accepts."""
+
+DEFAULT_FAULT_RATES: dict[str, float] = {
+    "noise": 0.05,  # per frame: random bytes before it
+    "truncate": 0.03,  # per frame: cut short
+    "checksum": 0.03,  # per frame: checksum (or, without one, a character) corrupted
+    "silence": 0.01,  # per tick: stop sending for SILENCE_S (about every 10 s at 10 Hz)
+    "disconnect": 0.005,  # per tick: close the pty for DISCONNECT_S (about every 20 s)
+}
+"""Probability of each fault; frame faults per frame sent, outages per tick."""
+
+# The life of one truck on the scale, in seconds at speed 1 (divided by ``speed``).
+EMPTY_S = 1.0
+DRIVE_ON_S = 1.5
+PLATEAU_S = 3.0
+DRIVE_OFF_S = 1.0
+TAIL_S = 2.0  # stable zero after the last truck, before finishing
+SILENCE_S = 2.0
+DISCONNECT_S = 1.0
+
+MIN_KG, MAX_KG, STEP_KG = 8_000, 44_000, 20  # plateau weights: a loaded truck, 20 kg steps
+ENDLESS_HISTORY = 100  # plateau weights kept when playing trucks forever
+
+STREAMING = frozenset({"toledo", "xk3190"})  # protocols that send without being asked
+ESC = 0x1B
+MAX_COMMAND = 64  # bytes of an unfinished command kept before it is thrown away
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleState:
+    """What the indicator shows at one tick."""
+
+    weight_kg: int
+    motion: bool
+
+
+@dataclass(slots=True)
+class SimulatorStats:
+    """What the simulator did, for tests and for the operator.
+
+    Attributes:
+        frames_sent: frames written whole.
+        frames_dropped: frames dropped or cut because the pty buffer was full (EAGAIN).
+        frames_unheard: frames not written because no client had the port open.
+        frames_silenced: frames not written during a silence or disconnect fault.
+        commands: commands received (SMA, MT-SICS).
+        faults: faults injected, by kind.
+    """
+
+    frames_sent: int = 0
+    frames_dropped: int = 0
+    frames_unheard: int = 0
+    frames_silenced: int = 0
+    commands: int = 0
+    faults: Counter[str] = field(default_factory=Counter)
+
+
+class ScaleSimulator:
+    """A weighbridge indicator on a pty, as an async context manager.
+
+    ``async with ScaleSimulator(...) as sim`` opens the pty, points ``link`` at its
+    slave and starts playing; leaving the block stops playing, closes the pty and
+    removes the link. :meth:`run` does the same and returns when the trucks are done.
+
+    Args:
+        protocol: a name in :data:`drivers.scale.protocols.CODECS`.
+        link: where to put the symlink to the pty slave (an existing symlink is
+            replaced atomically; any other file there is an error).
+        trucks: how many trucks to play; ``None`` plays forever.
+        speed: time compression; every duration is divided by it.
+        faults: fault kinds from :data:`FAULTS` to inject.
+        seed: seeds the plateau weights, the motion wobble and the faults; ``None``
+            picks one (see :attr:`seed`).
+        rate_hz: frames per second of continuous output (and of the simulation tick).
+        fault_rates: overrides of :data:`DEFAULT_FAULT_RATES`.
+
+    Attributes:
+        link: the symlink path.
+        slave_name: the current pty slave (``/dev/pts/N``), ``None`` while closed.
+        seed: the seed in use.
+        truck_weights_kg: the plateau weights, known from the seed before they are
+            played (when playing forever: drawn as trucks arrive, the last 100 kept).
+        finished: set when the last truck has left and the trailing zero was sent
+            (or the player failed; :meth:`run` and leaving the block then raise).
+        link_ready: set while the pty is open; cleared during a disconnect fault.
+        stats: counters, see :class:`SimulatorStats`.
+    """
+
+    def __init__(
+        self,
+        *,
+        protocol: str,
+        link: Path | str,
+        trucks: int | None = None,
+        speed: float = 1.0,
+        faults: Iterable[str] = (),
+        seed: int | None = None,
+        rate_hz: float = 10.0,
+        fault_rates: Mapping[str, float] | None = None,
+    ) -> None:
+        if protocol not in CODECS:
+            raise ValueError(f"unknown scale protocol {protocol!r}; known: {sorted(CODECS)}")
+        self.faults = frozenset(faults)
+        if unknown := self.faults - set(FAULTS):
+            raise ValueError(f"unknown faults {sorted(unknown)}; known: {list(FAULTS)}")
+        if speed <= 0 or rate_hz <= 0 or (trucks is not None and trucks < 0):
+            raise ValueError("speed and rate_hz must be positive and trucks not negative")
+        self.protocol = protocol
+        self.link = Path(link)
+        self.trucks = trucks
+        self.speed = speed
+        self.rate_hz = rate_hz
+        self.fault_rates = {**DEFAULT_FAULT_RATES, **(fault_rates or {})}
+        self.seed = seed if seed is not None else random.randrange(2**32)
+        # Separate streams, so that faults (whose draws depend on polling timing) never
+        # change the weights or the ramps.
+        self._weights_rng = random.Random(f"{self.seed}:weights")
+        self._motion_rng = random.Random(f"{self.seed}:motion")
+        self._fault_rng = random.Random(f"{self.seed}:faults")
+        self.truck_weights_kg: list[int] = [self._draw_weight() for _ in range(trucks or 0)]
+        self.finished = asyncio.Event()
+        self.link_ready = asyncio.Event()
+        self.stats = SimulatorStats()
+        self.slave_name: str | None = None
+        self._codec = CODECS[protocol]
+        self._master: int | None = None
+        self._reading = False  # add_reader installed: a client has the slave open
+        self._state = ScaleState(weight_kg=0, motion=False)
+        self._rx = bytearray()  # command bytes not yet acted on
+        self._repeat = False  # SMA: continuous output requested with <LF>R<CR>
+        self._silent_until = 0.0
+        self._reopen_at: float | None = None  # disconnect fault: when to open a new pty
+        self._task: asyncio.Task[None] | None = None
+        self._error: BaseException | None = None
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._task is not None:
+            raise RuntimeError("simulator already running")
+        self._open_pty()
+        self._task = asyncio.create_task(self._play(), name=f"scale-simulator-{self.protocol}")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop playing, close the pty and remove the link. Idempotent."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])  # our own cancellation still propagates
+        self._close_pty()
+        self._unlink()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    async def run(self) -> None:
+        """Play every truck, then clean up (for ``python -m simulators scale``)."""
+        async with self:
+            await self.finished.wait()
+
+    # -- the pty ----------------------------------------------------------------------
+
+    def _open_pty(self) -> None:
+        master, slave = os.openpty()
+        try:
+            tty.setraw(slave)  # no echo, no line editing: bytes pass as on a UART
+            name = os.ttyname(slave)
+        except OSError:
+            os.close(master)
+            raise
+        finally:
+            # Not keeping the slave open is what lets the master see EIO when no
+            # client has the port open (the kernel keeps the raw settings).
+            os.close(slave)
+        os.set_blocking(master, False)
+        self._master = master
+        self.slave_name = name
+        self._reading = False
+        try:
+            self._point_link(name)
+        except OSError:
+            self._close_pty()
+            raise
+        self.link_ready.set()
+
+    def _point_link(self, target: str) -> None:
+        """Point ``link`` at ``target`` atomically (a client never sees it missing)."""
+        if os.path.lexists(self.link) and not self.link.is_symlink():
+            raise FileExistsError(f"{self.link} exists and is not a symlink; not replacing it")
+        tmp = self.link.with_name(self.link.name + ".tmp")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        os.symlink(target, tmp)
+        os.replace(tmp, self.link)
+
+    def _close_pty(self) -> None:
+        self.link_ready.clear()
+        self._stop_reading()
+        master, self._master = self._master, None
+        if master is not None:
+            os.close(master)
+        self._rx.clear()
+
+    def _unlink(self) -> None:
+        """Remove the link if it still points at a pty of ours."""
+        with contextlib.suppress(OSError):
+            if self.slave_name is not None and os.readlink(self.link) == self.slave_name:
+                self.link.unlink()
+        self.slave_name = None
+
+    def _start_reading(self) -> None:
+        if not self._reading and self._master is not None:
+            asyncio.get_running_loop().add_reader(self._master, self._on_readable)
+            self._reading = True
+
+    def _stop_reading(self) -> None:
+        if self._reading and self._master is not None:
+            asyncio.get_running_loop().remove_reader(self._master)
+        self._reading = False
+
+    def _client_present(self) -> bool:
+        """Whether a client has the slave open; starts reading when one has arrived.
+
+        While nobody has it open the master is always "readable" with EIO, so the
+        reader is removed then and the tick looks again (10 times a second).
+        """
+        if self._reading:
+            return True
+        if self._master is None:
+            return False
+        try:
+            data = os.read(self._master, 1024)
+        except BlockingIOError:
+            data = b""
+        except OSError:
+            return False
+        self._start_reading()
+        if data:
+            self._on_commands(data)
+        return True
+
+    def _on_readable(self) -> None:
+        if self._master is None:
+            return
+        try:
+            data = os.read(self._master, 1024)
+        except BlockingIOError:
+            return
+        except OSError as exc:  # EIO: the last client closed the port
+            if exc.errno != errno.EIO:
+                log.warning("scale simulator: reading the pty failed: %s", exc)
+            self._stop_reading()
+            return
+        self._on_commands(data)
+
+    # -- playing ----------------------------------------------------------------------
+
+    async def _play(self) -> None:
+        loop = asyncio.get_running_loop()
+        period = 1.0 / self.rate_hz
+        next_tick = loop.time()
+        try:
+            for state in self._timeline():
+                self._state = state
+                self._tick(loop.time())
+                # Keep the nominal rate, but do not burst to catch up after a stall.
+                next_tick = max(next_tick + period, loop.time())
+                await asyncio.sleep(next_tick - loop.time())
+        except Exception as exc:  # a bug: surface it from aclose(), do not hang waiters
+            self._error = exc
+            log.exception("scale simulator failed")
+        self.finished.set()
+
+    def _tick(self, now: float) -> None:
+        """One simulation step: outages, then a frame for continuous protocols."""
+        if self._reopen_at is not None:
+            if now < self._reopen_at:
+                self.stats.frames_silenced += int(self._streaming)
+                return
+            self._reopen_at = None
+            self._open_pty()
+            log.info("scale simulator: reconnected, %s -> %s", self.link, self.slave_name)
+        if now >= self._silent_until:
+            self._maybe_start_outage(now)
+            if self._reopen_at is not None:
+                return
+        if not self._client_present():
+            self.stats.frames_unheard += int(self._streaming)
+            return
+        if self._streaming:
+            self._send(self._frame(self._state), now)
+
+    @property
+    def _streaming(self) -> bool:
+        return self.protocol in STREAMING or self._repeat
+
+    def _maybe_start_outage(self, now: float) -> None:
+        rng = self._fault_rng
+        if "silence" in self.faults and rng.random() < self.fault_rates["silence"]:
+            self.stats.faults["silence"] += 1
+            self._silent_until = now + SILENCE_S / self.speed
+        elif "disconnect" in self.faults and rng.random() < self.fault_rates["disconnect"]:
+            self.stats.faults["disconnect"] += 1
+            self._close_pty()
+            self._reopen_at = now + DISCONNECT_S / self.speed
+            log.info("scale simulator: disconnected %s", self.link)
+
+    def _timeline(self) -> Iterator[ScaleState]:
+        """Every tick's state, truck after truck, then the trailing zero."""
+        indices: Iterable[int] = itertools.count() if self.trucks is None else range(self.trucks)
+        for index in indices:
+            if self.trucks is None:
+                self.truck_weights_kg.append(self._draw_weight())
+                del self.truck_weights_kg[:-ENDLESS_HISTORY]
+                weight = self.truck_weights_kg[-1]
+            else:
+                weight = self.truck_weights_kg[index]
+            yield from self._hold(0, EMPTY_S)
+            yield from self._ramp(0, weight, DRIVE_ON_S)
+            yield from self._hold(weight, PLATEAU_S)
+            yield from self._ramp(weight, 0, DRIVE_OFF_S)
+        yield from self._hold(0, TAIL_S)
+
+    def _ticks(self, seconds: float) -> int:
+        return max(1, round(seconds / self.speed * self.rate_hz))
+
+    def _hold(self, weight_kg: int, seconds: float) -> Iterator[ScaleState]:
+        state = ScaleState(weight_kg=weight_kg, motion=False)
+        for _ in range(self._ticks(seconds)):
+            yield state
+
+    def _ramp(self, start: int, end: int, seconds: float) -> Iterator[ScaleState]:
+        """Axles rolling on or off: a rising or falling value with some bounce.
+
+        Consecutive values always differ, so a protocol without a motion flag
+        (XK3190) still shows the motion.
+        """
+        ticks = self._ticks(seconds)
+        top = max(start, end)
+        previous = start
+        for i in range(1, ticks + 1):
+            level = start + (end - start) * i / (ticks + 1)
+            level += self._motion_rng.uniform(-0.03, 0.03) * top
+            value = min(max(round(level / STEP_KG) * STEP_KG, 0), top + top // 20)
+            if value == previous:
+                value += STEP_KG if value + STEP_KG <= top else -STEP_KG
+            previous = value
+            yield ScaleState(weight_kg=value, motion=True)
+
+    def _draw_weight(self) -> int:
+        return self._weights_rng.randrange(MIN_KG, MAX_KG + STEP_KG, STEP_KG)
+
+    # -- bytes out --------------------------------------------------------------------
+
+    def _frame(self, state: ScaleState) -> bytes:
+        reading = WeightMeasured(
+            weight=float(state.weight_kg), unit="kg", stable=not state.motion, at=Stamp.now()
+        )
+        return self._codec.encode(reading)
+
+    def _send(self, frame: bytes, now: float) -> None:
+        """Write one frame, with the configured faults, without ever blocking."""
+        if now < self._silent_until or self._master is None:
+            self.stats.frames_silenced += 1
+            return
+        rng = self._fault_rng
+        rates = self.fault_rates
+        out = bytearray()
+        if "noise" in self.faults and rng.random() < rates["noise"]:
+            self.stats.faults["noise"] += 1
+            out += rng.randbytes(rng.randint(1, 12))
+        if "checksum" in self.faults and rng.random() < rates["checksum"]:
+            self.stats.faults["checksum"] += 1
+            frame = self._corrupt(frame)
+        if "truncate" in self.faults and rng.random() < rates["truncate"]:
+            self.stats.faults["truncate"] += 1
+            frame = frame[: rng.randrange(1, len(frame))]
+        out += frame
+        try:
+            written = os.write(self._master, out)
+        except OSError:  # EAGAIN: nobody reads and the buffer is full
+            written = 0
+        if written < len(out):
+            self.stats.frames_dropped += 1
+        else:
+            self.stats.frames_sent += 1
+
+    def _corrupt(self, frame: bytes) -> bytes:
+        """Spoil the checksum, or for protocols without one a character of the payload."""
+        rng = self._fault_rng
+        data = bytearray(frame)
+        if self.protocol == "toledo":  # last byte: the checksum (compared 7-bit)
+            data[-1] ^= rng.randint(1, 0x7F)
+        elif self.protocol == "xk3190":  # bytes 9-10: the XOR as two hex digits
+            pos = rng.choice((9, 10))
+            data[pos] = rng.choice([c for c in b"0123456789ABCDEF" if c != data[pos]])
+        else:  # SMA: between LF and CR; MT-SICS: before CR LF
+            lo, hi = (1, len(data) - 1) if self.protocol == "sma" else (0, len(data) - 2)
+            pos = rng.randrange(lo, hi)
+            data[pos] = rng.choice([c for c in range(0x20, 0x7F) if c != data[pos]])
+        return bytes(data)
+
+    # -- commands in ------------------------------------------------------------------
+
+    def _on_commands(self, data: bytes) -> None:
+        if self.protocol in STREAMING:
+            return  # continuous output ignores the host
+        self._rx += data
+        if self.protocol == "sma":
+            self._sma_commands()
+        else:
+            self._mtsics_commands()
+        if len(self._rx) > MAX_COMMAND:
+            self._rx.clear()
+
+    def _sma_commands(self) -> None:
+        """SCP-0499: ``<LF>x<CR>`` commands; ``<ESC>`` alone stops continuous output."""
+        rx = self._rx
+        while True:
+            cr, esc = rx.find(b"\r"), rx.find(ESC)
+            if esc >= 0 and (cr < 0 or esc < cr):
+                del rx[: esc + 1]
+                self.stats.commands += 1
+                self._repeat = False
+                continue
+            if cr < 0:
+                return
+            command = bytes(rx[:cr]).rpartition(b"\n")[2]
+            del rx[: cr + 1]
+            self.stats.commands += 1
+            now = asyncio.get_running_loop().time()
+            if command == b"R":
+                self._repeat = True  # the next ticks stream
+            elif command in (b"W", b"Z", b"T"):
+                # Zero and tare are acknowledged with the weight, but not modelled.
+                self._send(self._frame(self._state), now)
+            else:
+                self._send(b"\n?\r", now)
+
+    def _mtsics_commands(self) -> None:
+        """MT-SICS: one command per CR LF line; ``SI`` now, ``S`` stable only."""
+        rx = self._rx
+        while (end := rx.find(b"\n")) >= 0:
+            command = bytes(rx[:end]).strip()
+            del rx[: end + 1]
+            if not command:
+                continue
+            self.stats.commands += 1
+            now = asyncio.get_running_loop().time()
+            state = self._state
+            if command == b"SI" or (command == b"S" and not state.motion):
+                self._send(self._frame(state), now)
+            elif command == b"S":
+                self._send(b"S I\r\n", now)  # not stable in time
+            elif command == b"Z":
+                self._send(b"Z A\r\n", now)  # acknowledged, not modelled
+            else:
+                self._send(b"ES\r\n", now)
