@@ -8,6 +8,7 @@ Ports with a file descriptor (real UARTs, USB adapters, ptys) are read with
 from __future__ import annotations
 
 import asyncio
+import termios
 from typing import Any
 
 import serial
@@ -42,7 +43,7 @@ class SerialLink:
                 self.port, baudrate=self.baudrate, bytesize=bytesize, parity=parity,
                 stopbits=stopbits, timeout=0, write_timeout=1, exclusive=False,
             )
-        except (serial.SerialException, ValueError, OSError) as exc:
+        except (serial.SerialException, ValueError, OSError, termios.error) as exc:
             raise DeviceInitError(f"cannot open serial port {self.port}: {exc}") from exc
         self._serial = ser
         try:

@@ -111,12 +111,15 @@ def cmd_probe_serial(args: argparse.Namespace) -> int:
     attempts = asyncio.run(probe_serial(args.port, **kwargs))
     for a in attempts:
         if a.error:
-            print(f"{args.port}: {a.error}")
-            return EXIT_PROBLEM
+            print(f"  {a.baudrate:>6} {a.framing}  {a.error}")
+            if len(attempts) == 1:
+                return EXIT_PROBLEM
+            continue
         best = a.best
         summary = (f"{best.protocol}: {len(best.readings)} frames decoded, {best.bad_frames} bad"
                    if best else "nothing decoded")
-        print(f"  {a.baudrate:>6} {a.framing}  {a.bytes_heard:>5} bytes  {summary}")
+        asked = f"sent {a.sent!r}" if a.sent else "listening"
+        print(f"  {a.baudrate:>6} {a.framing}  {asked:<16} {a.bytes_heard:>5} bytes  {summary}")
         if best is not None and best.convincing:
             for r in best.readings[-3:]:
                 stable = {True: "stable", False: "motion", None: "no stability flag"}[r.stable]

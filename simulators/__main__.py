@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
@@ -25,6 +24,13 @@ def _fault_list(text: str) -> frozenset[str]:
     if unknown := faults - set(FAULTS):
         raise argparse.ArgumentTypeError(f"unknown faults {sorted(unknown)}; known: {FAULTS}")
     return faults
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, not {text}")
+    return value
 
 
 def _positive(text: str) -> float:
@@ -43,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     scale.add_argument(
         "--faults", type=_fault_list, default=frozenset(), help=f"comma list of {','.join(FAULTS)}"
     )
-    scale.add_argument("--trucks", type=int, default=None, help="default: forever")
+    scale.add_argument("--trucks", type=_count, default=None, help="default: forever")
     scale.add_argument("--speed", type=_positive, default=1.0, help="time compression")
     scale.add_argument("--seed", type=int, default=None, help="reproducible weights and faults")
     scale.add_argument("--rate-hz", type=_positive, default=10.0, help="frames per second")
@@ -74,8 +80,7 @@ async def _run_scale(args: argparse.Namespace) -> int:
         finally:
             for task in (finished, stopped):
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await asyncio.wait([finished, stopped])
     logging.getLogger(__name__).info("scale simulator done: %s", sim.stats)
     return 0
 
@@ -86,9 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
-    if args.device == "scale":
+    try:
         return asyncio.run(_run_scale(args))
-    return 2  # unreachable: argparse requires a known device
+    except OSError as exc:  # the link's directory is missing, no ptys left, ...
+        print(f"scale simulator: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -244,6 +244,8 @@ class ScaleSimulator:
         os.replace(tmp, self.link)
 
     def _close_pty(self) -> None:
+        # The indicator's own state (SMA repeat mode) survives: this is a cable pulled,
+        # not a power cycle.
         self.link_ready.clear()
         self._stop_reading()
         master, self._master = self._master, None
@@ -333,6 +335,7 @@ class ScaleSimulator:
         if now >= self._silent_until:
             self._maybe_start_outage(now)
             if self._reopen_at is not None:
+                self.stats.frames_silenced += int(self._streaming)
                 return
         if not self._client_present():
             self.stats.frames_unheard += int(self._streaming)

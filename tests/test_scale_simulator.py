@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -163,35 +164,86 @@ def plateaus(readings: list[WeightMeasured], min_frames: int = 3) -> list[float]
     return [v for v in found if v != 0]
 
 
+def gone(path: Path) -> bool:
+    """Nothing at ``path``, not even a dangling symlink."""
+    return not os.path.lexists(path)
+
+
 def open_fds() -> set[str]:
     return set(os.listdir("/proc/self/fd"))
 
 
-@pytest.mark.parametrize("protocol", sorted(CODECS))
-async def test_stable_weights_are_the_trucks_played(protocol: str, tmp_path: Path) -> None:
+@dataclass
+class Played:
+    """One protocol's run in the shared scenario."""
+
+    sim: ScaleSimulator
+    heard: Heard
+    link_pointed_at_slave: bool
+
+
+@dataclass
+class Scenario:
+    """Every protocol played at once, and what was left afterwards."""
+
+    runs: dict[str, Played]
+    fds_before: set[str]
+    fds_after: set[str]
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
+    """Two trucks at speed 4 on every protocol, concurrently, in an event loop of its own.
+
+    Playing takes real time (about 3.7 s), so the four run side by side once and the
+    tests below check one protocol each.
+    """
+    base = tmp_path_factory.mktemp("links")
+
+    async def play(protocol: str) -> Played:
+        link = base / protocol
+        async with ScaleSimulator(protocol=protocol, link=link, trucks=2, speed=4, seed=11) as sim:
+            pointed = link.is_symlink() and os.readlink(link) == sim.slave_name
+            heard = await listen(sim, CODECS[protocol]())
+        return Played(sim=sim, heard=heard, link_pointed_at_slave=pointed)
+
+    async def play_all() -> dict[str, Played]:
+        async with asyncio.TaskGroup() as group:
+            tasks = {p: group.create_task(play(p), name=f"play-{p}") for p in sorted(CODECS)}
+        return {p: t.result() for p, t in tasks.items()}
+
     fds_before = open_fds()
-    link = tmp_path / "scale"
-    async with ScaleSimulator(protocol=protocol, link=link, trucks=2, speed=4, seed=11) as sim:
-        assert link.is_symlink()
-        assert os.readlink(link) == sim.slave_name
-        heard = await listen(sim, CODECS[protocol]())
+    runs = asyncio.run(play_all())
+    return Scenario(runs=runs, fds_before=fds_before, fds_after=open_fds())
+
+
+@pytest.mark.parametrize("protocol", sorted(CODECS))
+def test_stable_weights_are_the_trucks_played(protocol: str, scenario: Scenario) -> None:
+    run = scenario.runs[protocol]
+    sim, heard = run.sim, run.heard
+    assert run.link_pointed_at_slave
     assert len(set(sim.truck_weights_kg)) == 2
     assert plateaus(heard.readings) == sim.truck_weights_kg
     assert heard.errors == []
     assert all(r.unit == "kg" for r in heard.readings)
     assert sim.stats.frames_dropped == 0
-    assert not os.path.lexists(link)
-    assert open_fds() == fds_before
+    assert sim.stats.frames_sent > 0
+
+
+def test_scenario_leaves_no_link_and_no_fd(scenario: Scenario) -> None:
+    for run in scenario.runs.values():
+        assert gone(run.sim.link)
+    assert scenario.fds_after == scenario.fds_before
 
 
 async def test_faults_are_frame_errors_and_weights_survive(tmp_path: Path) -> None:
     """Noise, truncated and corrupted frames, every protocol at once."""
     faults = {"noise", "truncate", "checksum"}
-    rates = {"noise": 0.1, "truncate": 0.06, "checksum": 0.06}
+    rates = dict.fromkeys(faults, 0.1)
 
     async def run(protocol: str) -> tuple[ScaleSimulator, Heard]:
         async with ScaleSimulator(
-            protocol=protocol, link=tmp_path / protocol, trucks=2, speed=3, seed=5,
+            protocol=protocol, link=tmp_path / protocol, trucks=2, speed=4, seed=5,
             faults=faults, fault_rates=rates,
         ) as sim:  # fmt: skip
             return sim, await listen(sim, CODECS[protocol]())
@@ -202,7 +254,9 @@ async def test_faults_are_frame_errors_and_weights_survive(tmp_path: Path) -> No
         sim, heard = task.result()
         stats = sim.stats
         assert set(stats.faults) == faults, (sim.protocol, stats)
-        assert len(heard.errors) >= stats.faults["truncate"] // 2, (sim.protocol, stats)
+        # Each fault spoils at most a frame or two; an undetectable corruption (SMA and
+        # MT-SICS have no checksum) or noise that only precedes a frame may cost none.
+        assert 0 < len(heard.errors) <= 2 * stats.faults.total(), (sim.protocol, stats)
         assert plateaus(heard.readings) == sim.truck_weights_kg, (sim.protocol, stats)
 
 
@@ -212,7 +266,6 @@ async def test_disconnect_and_silence_then_the_client_reconnects(tmp_path: Path)
         protocol="toledo", link=link, trucks=1, speed=4, seed=3,
         faults={"disconnect", "silence"}, fault_rates={"disconnect": 0.1, "silence": 0.1},
     ) as sim:  # fmt: skip
-        first_slave = sim.slave_name
         heard = await listen(sim, CODECS["toledo"]())
         assert sim.stats.faults["disconnect"] >= 1
         assert sim.stats.faults["silence"] >= 1
@@ -220,8 +273,7 @@ async def test_disconnect_and_silence_then_the_client_reconnects(tmp_path: Path)
         assert heard.reconnects >= 1
         assert heard.items_after_reconnect > 0
         assert os.readlink(link) == sim.slave_name
-        assert sim.slave_name is not None and first_slave is not None
-    assert not os.path.lexists(link)
+    assert gone(link)
 
 
 async def test_sma_repeat_mode_streams_and_unknown_command_gets_a_question_mark(
@@ -286,7 +338,7 @@ async def test_an_existing_symlink_is_replaced_and_removed(tmp_path: Path) -> No
     async with ScaleSimulator(protocol="toledo", link=link, trucks=0, speed=10) as sim:
         assert os.readlink(link) == sim.slave_name
         await sim.finished.wait()
-    assert not os.path.lexists(link)
+    assert gone(link)
 
 
 def test_command_line_plays_and_exits_zero(tmp_path: Path) -> None:
@@ -297,4 +349,17 @@ def test_command_line_plays_and_exits_zero(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     first = done.stdout.splitlines()[0]
     assert first.startswith(f"scale simulator xk3190 on {link} (slave /dev/pts/")
-    assert not os.path.lexists(link)
+    assert gone(link)
+
+
+def test_command_line_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    link = tmp_path / "scale"
+    cmd = [sys.executable, "-m", "simulators", "scale", "--protocol", "sma", "--link",
+           str(link), "--faults", "noise,silence"]  # fmt: skip
+    with subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith(f"scale simulator sma on {link} (slave ")
+        assert link.is_symlink()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    assert gone(link)

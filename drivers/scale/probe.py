@@ -42,6 +42,8 @@ class ProbeAttempt:
     bytes_heard: int
     best: CodecScore | None
     error: str | None = None
+    sent: bytes | None = None
+    """The query sent while listening (None: listened passively)."""
 
 
 def score(data: bytes) -> list[CodecScore]:
@@ -57,30 +59,42 @@ def score(data: bytes) -> list[CodecScore]:
             else:
                 result.readings.append(item)
         scores.append(result)
-    scores.sort(key=lambda s: (len(s.readings) - s.bad_frames), reverse=True)
+    scores.sort(key=lambda s: (len(s.readings), -s.bad_frames), reverse=True)
     return scores
 
 
-async def listen(port: str, baudrate: int, framing: str, seconds: float) -> bytes:
-    """Collect what the port sends in ``seconds``, sending the read-only polls."""
+async def listen(port: str, baudrate: int, framing: str, seconds: float,
+                 poll: bytes | None = None, poll_interval_s: float = 0.1) -> bytes:
+    """Collect what the port sends in ``seconds``, sending ``poll`` periodically if given."""
     link = SerialLink(port, baudrate=baudrate, framing=framing)
     link.open()
-    polls = [c.poll_command or c.start_command for c in CODECS.values()]
     heard = bytearray()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
+    next_poll = loop.time()
     try:
-        while (left := deadline - loop.time()) > 0:
-            for poll in polls:
-                if poll:
-                    link.write(poll)
+        while (now := loop.time()) < deadline:
+            if poll and now >= next_poll:
+                link.write(poll)
+                next_poll = now + poll_interval_s
             try:
-                heard += await link.read(min(left, 0.2))
+                heard += await link.read(max(0.001, min(deadline, next_poll) - now)
+                                         if poll else deadline - now)
             except DeviceTimeoutError:
                 continue
     finally:
         link.close()
     return bytes(heard)
+
+
+def _polls() -> list[bytes | None]:
+    """Listen passively first (streaming indicators), then each protocol's own query."""
+    polls: list[bytes | None] = [None]
+    for codec in CODECS.values():
+        query = codec.poll_command or codec.start_command
+        if query and query not in polls:
+            polls.append(query)
+    return polls
 
 
 async def probe_serial(port: str, *, seconds: float = 1.5,
@@ -89,13 +103,18 @@ async def probe_serial(port: str, *, seconds: float = 1.5,
     attempts: list[ProbeAttempt] = []
     for baudrate in baudrates:
         for framing in FRAMINGS:
-            try:
-                data = await listen(port, baudrate, framing, seconds)
-            except DeviceError as exc:
-                attempts.append(ProbeAttempt(baudrate, framing, 0, None, error=str(exc)))
-                return attempts  # the port itself is the problem; other speeds won't help
-            best = score(data)[0] if data else None
-            attempts.append(ProbeAttempt(baudrate, framing, len(data), best))
-            if best is not None and best.convincing:
-                return attempts
+            for poll in _polls():
+                try:
+                    data = await listen(port, baudrate, framing,
+                                        seconds, poll)
+                except DeviceError as exc:
+                    attempts.append(ProbeAttempt(baudrate, framing, 0, None, error=str(exc)))
+                    if len(attempts) == 1:
+                        return attempts  # the port itself is the problem
+                    break  # this setting is not supported by the port
+                best = score(data)[0] if data else None
+                attempts.append(ProbeAttempt(baudrate, framing, len(data), best,
+                                             sent=poll))
+                if best is not None and best.convincing:
+                    return attempts
     return attempts

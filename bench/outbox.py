@@ -1,0 +1,371 @@
+"""Throughput of the durable gateway path against a raw paho-mqtt baseline.
+
+Run from the repository root::
+
+    .venv/bin/python bench/outbox.py [--records N] [--payload-bytes B] [--inflight W]
+
+Gateway path (timed, in this process): Toledo wire bytes in 4096-byte chunks are
+decoded by ``ToledoCodec.feed`` in a few concurrent producer tasks (one per simulated
+scale), turned into telemetry drafts and handed to ``Outbox.append`` (SQLite WAL,
+``synchronous=FULL``, real fsync, group commit); the ``Uplink`` publishes them QoS 1
+with an in-flight window of W. The clock stops when every record was PUBACKed.
+
+Baseline (same run, same broker): a bare paho-mqtt 2.x client (MQTTv5, loop_start)
+publishing the exact payload bytes the outbox produced, QoS 1, same window W.
+
+The runs alternate (baseline, gateway, ...) and the median of each is reported.
+This is a measurement: the exit code is 0 unless something crashed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import structlog
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+# Run as a script (``bench/outbox.py``): make the repository's packages importable.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from drivers.scale.toledo import ToledoCodec
+from gateway.config import GatewayConfig
+from gateway.outbox import Outbox
+from gateway.readings import Stamp, WeightMeasured
+from gateway.records import GENESIS, Draft, Priority, Record, envelope, uuid7
+from gateway.uplink import Uplink
+
+SITE = "bench-site"
+GATEWAY = "gw-1"
+DEVICE = "scale-1"
+TOPIC = f"reading/{DEVICE}/weight"
+ROOT = f"customs/{SITE}/{GATEWAY}"
+CHUNK_BYTES = 4096
+PRODUCERS = 4
+ROUNDS = 3
+TARGET_RATIO = 0.70
+TIMEOUT_S = 600.0
+
+
+# -- broker ------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _wait_port(port: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def mosquitto() -> Iterator[int]:
+    """A private mosquitto on a free loopback port (no persistence); yields the port."""
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not Path(binary).exists():
+        raise RuntimeError("mosquitto is not installed: apt-get install mosquitto")
+    with tempfile.TemporaryDirectory(prefix="bench-mosquitto-") as tmp:
+        port = _free_port()
+        conf = Path(tmp) / "mosquitto.conf"
+        conf.write_text(
+            f"listener {port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence false\n"
+            "max_inflight_messages 0\n"
+            "max_queued_messages 10000000\n"
+            "log_dest none\n"
+        )
+        proc = subprocess.Popen([binary, "-c", str(conf)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait_port(port)
+            yield port
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+# -- driver output -----------------------------------------------------------------------
+
+
+def device_streams(n: int, producers: int, seed: int = 1) -> list[list[bytes]]:
+    """N Toledo frames split over ``producers`` scales, each as 4096-byte serial chunks."""
+    rng = random.Random(seed)
+    streams: list[list[bytes]] = []
+    at = Stamp.now()
+    for p in range(producers):
+        share = n // producers + (1 if p < n % producers else 0)
+        wire = b"".join(
+            ToledoCodec.encode(WeightMeasured(
+                weight=float(rng.randrange(0, 60_000, 20)),
+                unit="kg",
+                stable=rng.random() > 0.2,
+                at=at,
+            ))
+            for _ in range(share)
+        )
+        streams.append([wire[i : i + CHUNK_BYTES] for i in range(0, len(wire), CHUNK_BYTES)])
+    return streams
+
+
+def padding(payload_bytes: int | None) -> tuple[dict[str, Any], int]:
+    """Extra data fields that pad an envelope to ``payload_bytes``; and the natural size."""
+    sample = Draft(topic=TOPIC, schema="weight/1", device=DEVICE, ts=Stamp.now().utc,
+                   data={"weight": 12345.0, "unit": "kg", "stable": True},
+                   priority=Priority.TELEMETRY)
+    natural = len(envelope(sample, seq=10_000, record_id=uuid7(), prev=GENESIS, site=SITE,
+                           gateway=GATEWAY))
+    if payload_bytes is None or payload_bytes <= natural + len(',"pad":""'):
+        return {}, natural
+    return {"pad": "x" * (payload_bytes - natural - len(',"pad":""'))}, natural
+
+
+# -- gateway path ------------------------------------------------------------------------
+
+
+@dataclass
+class GatewayResult:
+    elapsed_s: float
+    commits: int
+    appended: int
+    payloads: list[bytes]
+
+
+def _config(data_dir: Path, port: int, inflight: int) -> GatewayConfig:
+    return GatewayConfig.model_validate({
+        "gateway": {"site": SITE, "id": GATEWAY, "data_dir": data_dir},
+        "mqtt": {"host": "127.0.0.1", "port": port, "inflight": inflight,
+                 "client_id": "bench-gateway"},
+        "outbox": {"max_bytes": 1 << 34},
+    })
+
+
+async def run_gateway(port: int, n: int, inflight: int, streams: list[list[bytes]],
+                      pad: dict[str, Any], keep_payloads: bool) -> GatewayResult:
+    """One timed run: decode + draft + append in concurrent producers, until all PUBACKed."""
+    with tempfile.TemporaryDirectory(prefix="bench-outbox-") as tmp:
+        config = _config(Path(tmp), port, inflight)
+        acked: list[Record] = []
+        async with Outbox(config.outbox_path, site=SITE, gateway=GATEWAY,
+                          max_bytes=config.outbox.max_bytes) as outbox:
+            async with Uplink(config, outbox) as uplink:
+                if keep_payloads:
+                    uplink.on_acked.append(acked.append)
+                async with asyncio.timeout(10):
+                    while not uplink.stats.connected:  # noqa: ASYNC110 - no public event
+                        await asyncio.sleep(0.005)
+
+                async def produce(chunks: list[bytes]) -> int:
+                    codec = ToledoCodec()
+                    count = 0
+                    for chunk in chunks:
+                        drafts: list[Draft] = []
+                        for reading in codec.feed(chunk, Stamp.now()):
+                            if not isinstance(reading, WeightMeasured):
+                                raise RuntimeError(f"codec error in bench stream: {reading}")
+                            drafts.append(Draft(
+                                topic=TOPIC,
+                                schema="weight/1",
+                                device=DEVICE,
+                                ts=reading.at.utc,
+                                data={"weight": reading.weight, "unit": reading.unit,
+                                      "stable": reading.stable, **pad},
+                                priority=Priority.TELEMETRY,
+                            ))
+                        await outbox.append(drafts)
+                        count += len(drafts)
+                    return count
+
+                start = time.perf_counter()
+                async with asyncio.timeout(TIMEOUT_S):
+                    counts = await asyncio.gather(*(produce(s) for s in streams))
+                    # Every record is committed now; wait until each one was PUBACKed.
+                    await uplink.drained(TIMEOUT_S)
+                elapsed = time.perf_counter() - start
+                if sum(counts) != n or uplink.stats.acked_total != n:
+                    raise RuntimeError(f"gateway: decoded {sum(counts)}, acked "
+                                       f"{uplink.stats.acked_total}, expected {n}")
+            commits, appended = outbox.stats.commits_total, outbox.stats.appended_total
+        acked.sort(key=lambda r: r.seq)
+        return GatewayResult(elapsed, commits, appended, [r.payload for r in acked])
+
+
+# -- baseline ----------------------------------------------------------------------------
+
+
+def run_baseline(port: int, payloads: list[bytes], inflight: int) -> float:
+    """Raw paho: publish the payloads QoS 1, at most ``inflight`` outstanding; seconds."""
+    n = len(payloads)
+    window = threading.BoundedSemaphore(inflight)
+    connected = threading.Event()
+    done = threading.Event()
+    acked = 0
+    failed: list[str] = []
+
+    def on_connect(_c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if not reason.is_failure:
+            connected.set()
+
+    def on_publish(_c: mqtt.Client, _u: Any, _mid: int, reason: Any, _p: Any) -> None:
+        nonlocal acked
+        if reason.is_failure:
+            failed.append(str(reason))
+        acked += 1
+        window.release()
+        if acked == n:
+            done.set()
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-baseline",
+                         protocol=mqtt.MQTTv5)
+    client.max_inflight_messages_set(inflight)
+    client.on_connect = on_connect
+    client.on_publish = on_publish
+    props = Properties(PacketTypes.PUBLISH)  # the uplink sends the same property
+    props.ContentType = "application/json"
+    topic = f"{ROOT}/{TOPIC}"
+    client.connect("127.0.0.1", port, keepalive=30)
+    client.loop_start()
+    try:
+        if not connected.wait(10):
+            raise RuntimeError("baseline client could not connect")
+        start = time.perf_counter()
+        for payload in payloads:
+            window.acquire()
+            client.publish(topic, payload, qos=1, properties=props)
+        if not done.wait(TIMEOUT_S):
+            raise RuntimeError(f"baseline: only {acked} of {n} acknowledged")
+        elapsed = time.perf_counter() - start
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    if failed:
+        raise RuntimeError(f"baseline: broker rejected {len(failed)}: {failed[0]}")
+    return elapsed
+
+
+# -- report ------------------------------------------------------------------------------
+
+
+def rss_mib() -> tuple[float, float]:
+    """(peak RSS, current RSS) of this process in MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    current = float("nan")
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                current = int(line.split()[1]) / 1024
+    return peak, current
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    n, window = args.records, args.inflight
+    pad, natural = padding(args.payload_bytes)
+    streams = device_streams(n, PRODUCERS)
+    chunks = sum(len(s) for s in streams)
+    print(f"outbox bench: {n} records, {PRODUCERS} producers, {chunks} chunks of "
+          f"<= {CHUNK_BYTES} B, inflight window {window}, {ROUNDS} rounds, "
+          f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs", flush=True)
+
+    with mosquitto() as port:
+        # Warm-up gateway run (untimed): warms the broker and yields the exact payloads
+        # the outbox produces, which the baseline then publishes byte for byte.
+        warm = await run_gateway(port, n, window, streams, pad, keep_payloads=True)
+        payloads = warm.payloads
+        if len(payloads) != n:
+            raise RuntimeError(f"warm-up captured {len(payloads)} payloads, expected {n}")
+        sizes = [len(p) for p in payloads]
+        print(f"warm-up gateway run: {n / warm.elapsed_s:,.0f} rec/s (not counted); "
+              f"payload {statistics.median(sizes):.0f} B median "
+              f"(natural envelope ~{natural} B)", flush=True)
+
+        base_s: list[float] = []
+        gw: list[GatewayResult] = []
+        for i in range(ROUNDS):
+            elapsed = await asyncio.to_thread(run_baseline, port, payloads, window)
+            base_s.append(elapsed)
+            print(f"  round {i + 1}: baseline {n / elapsed:>9,.0f} rec/s", flush=True)
+            result = await run_gateway(port, n, window, streams, pad, keep_payloads=False)
+            gw.append(result)
+            print(f"  round {i + 1}: gateway  {n / result.elapsed_s:>9,.0f} rec/s  "
+                  f"({result.commits} commits, {result.appended / result.commits:.1f} "
+                  f"records/commit)", flush=True)
+        peak, current = rss_mib()
+
+    base_rate = statistics.median(n / s for s in base_s)
+    gw_rate = statistics.median(n / r.elapsed_s for r in gw)
+    ratio = gw_rate / base_rate
+    commits = statistics.median(r.commits for r in gw)
+    verdict = "PASS" if ratio >= TARGET_RATIO else "FAIL"
+    rows = [
+        ("records", f"{n}"),
+        ("payload bytes (median)", f"{statistics.median(sizes):.0f}"),
+        ("inflight window", f"{window}"),
+        ("baseline rec/s (median of 3)", f"{base_rate:,.0f}"),
+        ("gateway rec/s (median of 3)", f"{gw_rate:,.0f}"),
+        ("ratio gateway/baseline", f"{ratio:.2f}"),
+        (f"target >= {TARGET_RATIO:.2f}", verdict),
+        ("outbox commits_total (median run)", f"{commits:.0f} (appends and ack-deletes; "
+                                              f"{n / commits:.1f} records/commit)"),
+        ("gateway process RSS, peak", f"{peak:.1f} MiB (ru_maxrss)"),
+        ("gateway process RSS, now", f"{current:.1f} MiB (VmRSS)"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    print()
+    print("The gateway path runs inside this benchmark process, so its RSS is this process's.")
+    print("-" * (width + 40))
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    print("-" * (width + 40))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=20_000, help="records per run")
+    parser.add_argument("--payload-bytes", type=int, default=None,
+                        help="pad each envelope to about this many bytes (default: natural)")
+    parser.add_argument("--inflight", type=int, default=32, help="QoS 1 in-flight window")
+    args = parser.parse_args()
+    if args.records < PRODUCERS or args.inflight < 1:
+        parser.error(f"--records must be >= {PRODUCERS} and --inflight >= 1")
+    # Keep the gateway's info logs (connect/disconnect per run) out of the table.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    asyncio.run(main_async(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
