@@ -105,8 +105,9 @@ def mosquitto() -> Iterator[int]:
             "max_queued_messages 10000000\n"
             "log_dest none\n"
         )
-        proc = subprocess.Popen([binary, "-c", str(conf)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
             _wait_port(port)
             yield port
@@ -130,12 +131,14 @@ def device_streams(n: int, producers: int, seed: int = 1) -> list[list[bytes]]:
     for p in range(producers):
         share = n // producers + (1 if p < n % producers else 0)
         wire = b"".join(
-            ToledoCodec.encode(WeightMeasured(
-                weight=float(rng.randrange(0, 60_000, 20)),
-                unit="kg",
-                stable=rng.random() > 0.2,
-                at=at,
-            ))
+            ToledoCodec.encode(
+                WeightMeasured(
+                    weight=float(rng.randrange(0, 60_000, 20)),
+                    unit="kg",
+                    stable=rng.random() > 0.2,
+                    at=at,
+                )
+            )
             for _ in range(share)
         )
         streams.append([wire[i : i + CHUNK_BYTES] for i in range(0, len(wire), CHUNK_BYTES)])
@@ -144,11 +147,17 @@ def device_streams(n: int, producers: int, seed: int = 1) -> list[list[bytes]]:
 
 def padding(payload_bytes: int | None) -> tuple[dict[str, Any], int]:
     """Extra data fields that pad an envelope to ``payload_bytes``; and the natural size."""
-    sample = Draft(topic=TOPIC, schema="weight/1", device=DEVICE, ts=Stamp.now().utc,
-                   data={"weight": 12345.0, "unit": "kg", "stable": True},
-                   priority=Priority.TELEMETRY)
-    natural = len(envelope(sample, seq=10_000, record_id=uuid7(), prev=GENESIS, site=SITE,
-                           gateway=GATEWAY))
+    sample = Draft(
+        topic=TOPIC,
+        schema="weight/1",
+        device=DEVICE,
+        ts=Stamp.now().utc,
+        data={"weight": 12345.0, "unit": "kg", "stable": True},
+        priority=Priority.TELEMETRY,
+    )
+    natural = len(
+        envelope(sample, seq=10_000, record_id=uuid7(), prev=GENESIS, site=SITE, gateway=GATEWAY)
+    )
     if payload_bytes is None or payload_bytes <= natural + len(',"pad":""'):
         return {}, natural
     return {"pad": "x" * (payload_bytes - natural - len(',"pad":""'))}, natural
@@ -166,22 +175,35 @@ class GatewayResult:
 
 
 def _config(data_dir: Path, port: int, inflight: int) -> GatewayConfig:
-    return GatewayConfig.model_validate({
-        "gateway": {"site": SITE, "id": GATEWAY, "data_dir": data_dir},
-        "mqtt": {"host": "127.0.0.1", "port": port, "inflight": inflight,
-                 "client_id": "bench-gateway"},
-        "outbox": {"max_bytes": 1 << 34},
-    })
+    return GatewayConfig.model_validate(
+        {
+            "gateway": {"site": SITE, "id": GATEWAY, "data_dir": data_dir},
+            "mqtt": {
+                "host": "127.0.0.1",
+                "port": port,
+                "inflight": inflight,
+                "client_id": "bench-gateway",
+            },
+            "outbox": {"max_bytes": 1 << 34},
+        }
+    )
 
 
-async def run_gateway(port: int, n: int, inflight: int, streams: list[list[bytes]],
-                      pad: dict[str, Any], keep_payloads: bool) -> GatewayResult:
+async def run_gateway(
+    port: int,
+    n: int,
+    inflight: int,
+    streams: list[list[bytes]],
+    pad: dict[str, Any],
+    keep_payloads: bool,
+) -> GatewayResult:
     """One timed run: decode + draft + append in concurrent producers, until all PUBACKed."""
     with tempfile.TemporaryDirectory(prefix="bench-outbox-") as tmp:
         config = _config(Path(tmp), port, inflight)
         acked: list[Record] = []
-        async with Outbox(config.outbox_path, site=SITE, gateway=GATEWAY,
-                          max_bytes=config.outbox.max_bytes) as outbox:
+        async with Outbox(
+            config.outbox_path, site=SITE, gateway=GATEWAY, max_bytes=config.outbox.max_bytes
+        ) as outbox:
             async with Uplink(config, outbox) as uplink:
                 if keep_payloads:
                     uplink.on_acked.append(acked.append)
@@ -197,15 +219,21 @@ async def run_gateway(port: int, n: int, inflight: int, streams: list[list[bytes
                         for reading in codec.feed(chunk, Stamp.now()):
                             if not isinstance(reading, WeightMeasured):
                                 raise RuntimeError(f"codec error in bench stream: {reading}")
-                            drafts.append(Draft(
-                                topic=TOPIC,
-                                schema="weight/1",
-                                device=DEVICE,
-                                ts=reading.at.utc,
-                                data={"weight": reading.weight, "unit": reading.unit,
-                                      "stable": reading.stable, **pad},
-                                priority=Priority.TELEMETRY,
-                            ))
+                            drafts.append(
+                                Draft(
+                                    topic=TOPIC,
+                                    schema="weight/1",
+                                    device=DEVICE,
+                                    ts=reading.at.utc,
+                                    data={
+                                        "weight": reading.weight,
+                                        "unit": reading.unit,
+                                        "stable": reading.stable,
+                                        **pad,
+                                    },
+                                    priority=Priority.TELEMETRY,
+                                )
+                            )
                         await outbox.append(drafts)
                         count += len(drafts)
                     return count
@@ -217,8 +245,10 @@ async def run_gateway(port: int, n: int, inflight: int, streams: list[list[bytes
                     await uplink.drained(TIMEOUT_S)
                 elapsed = time.perf_counter() - start
                 if sum(counts) != n or uplink.stats.acked_total != n:
-                    raise RuntimeError(f"gateway: decoded {sum(counts)}, acked "
-                                       f"{uplink.stats.acked_total}, expected {n}")
+                    raise RuntimeError(
+                        f"gateway: decoded {sum(counts)}, acked "
+                        f"{uplink.stats.acked_total}, expected {n}"
+                    )
             commits, appended = outbox.stats.commits_total, outbox.stats.appended_total
         acked.sort(key=lambda r: r.seq)
         return GatewayResult(elapsed, commits, appended, [r.payload for r in acked])
@@ -249,8 +279,9 @@ def run_baseline(port: int, payloads: list[bytes], inflight: int) -> float:
         if acked == n:
             done.set()
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-baseline",
-                         protocol=mqtt.MQTTv5)
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id="bench-baseline", protocol=mqtt.MQTTv5
+    )
     client.max_inflight_messages_set(inflight)
     client.on_connect = on_connect
     client.on_publish = on_publish
@@ -296,9 +327,12 @@ async def main_async(args: argparse.Namespace) -> None:
     pad, natural = padding(args.payload_bytes)
     streams = device_streams(n, PRODUCERS)
     chunks = sum(len(s) for s in streams)
-    print(f"outbox bench: {n} records, {PRODUCERS} producers, {chunks} chunks of "
-          f"<= {CHUNK_BYTES} B, inflight window {window}, {ROUNDS} rounds, "
-          f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs", flush=True)
+    print(
+        f"outbox bench: {n} records, {PRODUCERS} producers, {chunks} chunks of "
+        f"<= {CHUNK_BYTES} B, inflight window {window}, {ROUNDS} rounds, "
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs",
+        flush=True,
+    )
 
     with mosquitto() as port:
         # Warm-up gateway run (untimed): warms the broker and yields the exact payloads
@@ -308,9 +342,12 @@ async def main_async(args: argparse.Namespace) -> None:
         if len(payloads) != n:
             raise RuntimeError(f"warm-up captured {len(payloads)} payloads, expected {n}")
         sizes = [len(p) for p in payloads]
-        print(f"warm-up gateway run: {n / warm.elapsed_s:,.0f} rec/s (not counted); "
-              f"payload {statistics.median(sizes):.0f} B median "
-              f"(natural envelope ~{natural} B)", flush=True)
+        print(
+            f"warm-up gateway run: {n / warm.elapsed_s:,.0f} rec/s (not counted); "
+            f"payload {statistics.median(sizes):.0f} B median "
+            f"(natural envelope ~{natural} B)",
+            flush=True,
+        )
 
         base_s: list[float] = []
         gw: list[GatewayResult] = []
@@ -320,9 +357,12 @@ async def main_async(args: argparse.Namespace) -> None:
             print(f"  round {i + 1}: baseline {n / elapsed:>9,.0f} rec/s", flush=True)
             result = await run_gateway(port, n, window, streams, pad, keep_payloads=False)
             gw.append(result)
-            print(f"  round {i + 1}: gateway  {n / result.elapsed_s:>9,.0f} rec/s  "
-                  f"({result.commits} commits, {result.appended / result.commits:.1f} "
-                  f"records/commit)", flush=True)
+            print(
+                f"  round {i + 1}: gateway  {n / result.elapsed_s:>9,.0f} rec/s  "
+                f"({result.commits} commits, {result.appended / result.commits:.1f} "
+                f"records/commit)",
+                flush=True,
+            )
         peak, current = rss_mib()
 
     base_rate = statistics.median(n / s for s in base_s)
@@ -338,8 +378,10 @@ async def main_async(args: argparse.Namespace) -> None:
         ("gateway rec/s (median of 3)", f"{gw_rate:,.0f}"),
         ("ratio gateway/baseline", f"{ratio:.2f}"),
         (f"target >= {TARGET_RATIO:.2f}", verdict),
-        ("outbox commits_total (median run)", f"{commits:.0f} (appends and ack-deletes; "
-                                              f"{n / commits:.1f} records/commit)"),
+        (
+            "outbox commits_total (median run)",
+            f"{commits:.0f} (appends and ack-deletes; {n / commits:.1f} records/commit)",
+        ),
         ("gateway process RSS, peak", f"{peak:.1f} MiB (ru_maxrss)"),
         ("gateway process RSS, now", f"{current:.1f} MiB (VmRSS)"),
     ]
@@ -355,8 +397,12 @@ async def main_async(args: argparse.Namespace) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20_000, help="records per run")
-    parser.add_argument("--payload-bytes", type=int, default=None,
-                        help="pad each envelope to about this many bytes (default: natural)")
+    parser.add_argument(
+        "--payload-bytes",
+        type=int,
+        default=None,
+        help="pad each envelope to about this many bytes (default: natural)",
+    )
     parser.add_argument("--inflight", type=int, default=32, help="QoS 1 in-flight window")
     args = parser.parse_args()
     if args.records < PRODUCERS or args.inflight < 1:

@@ -1,1 +1,1 @@
-"""Hardware drivers. Each family lives in its own module; the gateway finds them via the registry."""
+"""Hardware drivers: one module per device family, found by the gateway's registry."""

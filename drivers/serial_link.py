@@ -40,8 +40,14 @@ class SerialLink:
         bytesize, parity, stopbits = FRAMINGS[self.framing]
         try:
             ser = serial.serial_for_url(
-                self.port, baudrate=self.baudrate, bytesize=bytesize, parity=parity,
-                stopbits=stopbits, timeout=0, write_timeout=1, exclusive=False,
+                self.port,
+                baudrate=self.baudrate,
+                bytesize=bytesize,
+                parity=parity,
+                stopbits=stopbits,
+                timeout=0,
+                write_timeout=1,
+                exclusive=False,
             )
         except (serial.SerialException, ValueError, OSError, termios.error) as exc:
             raise DeviceInitError(f"cannot open serial port {self.port}: {exc}") from exc
@@ -70,8 +76,13 @@ class SerialLink:
         if self._fd is None:
             return await self._read_in_thread(timeout_s)
         loop = asyncio.get_running_loop()
-        ready = loop.create_future()
-        loop.add_reader(self._fd, lambda: ready.done() or ready.set_result(None))
+        ready: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        loop.add_reader(self._fd, wake)
         try:
             async with asyncio.timeout(timeout_s):
                 await ready

@@ -13,7 +13,9 @@ class Backoff:
     a success that lasted.
     """
 
-    def __init__(self, *, base_s: float = 1.0, cap_s: float = 60.0, rng: random.Random | None = None):
+    def __init__(
+        self, *, base_s: float = 1.0, cap_s: float = 60.0, rng: random.Random | None = None
+    ):
         if base_s <= 0 or cap_s < base_s:
             raise ValueError("backoff needs 0 < base_s <= cap_s")
         self.base_s = base_s

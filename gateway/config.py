@@ -166,7 +166,7 @@ def _fail(path: Path, problems: list[str]) -> ConfigError:
 
 def validate_device(raw: dict[str, Any], index: int, path: Path) -> DeviceSection:
     """Validate one ``[[devices]]`` entry with its driver's own config model."""
-    from gateway.registry import device_config_model  # registry imports config: avoid a cycle
+    from gateway.registry import device_config_model  # noqa: PLC0415 - registry imports config
 
     driver = raw.get("driver")
     if not isinstance(driver, str):
@@ -198,7 +198,9 @@ def parse_config(text: str, path: Path) -> GatewayConfig:
     ids = [d.id for d in devices]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
-        raise _fail(path, [f"devices: duplicate id {d!r}: every device needs its own id" for d in dupes])
+        raise _fail(
+            path, [f"devices: duplicate id {d!r}: every device needs its own id" for d in dupes]
+        )
     return config.model_copy(update={"devices": devices})
 
 

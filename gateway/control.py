@@ -101,7 +101,7 @@ class ControlServer:
                 await _send(writer, {"error": f"unknown command {cmd!r}; use status or tail"})
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
-        except Exception as exc:  # noqa: BLE001 - a bad answer must not kill the daemon's socket
+        except Exception as exc:
             log.exception("control request failed")
             with contextlib.suppress(ConnectionError):
                 await _send(writer, {"error": f"internal error: {exc!r}"})

@@ -31,8 +31,10 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     config = load_config(args.file)
     print(f"{args.file}: OK")
     print(f"  topic root   {config.gateway.root}")
-    print(f"  broker       {config.mqtt.host}:{config.mqtt.port}"
-          f"{' (TLS)' if config.mqtt.tls_ca else ''}")
+    print(
+        f"  broker       {config.mqtt.host}:{config.mqtt.port}"
+        f"{' (TLS)' if config.mqtt.tls_ca else ''}"
+    )
     print(f"  outbox       {config.outbox_path} (max {config.outbox.max_bytes} bytes)")
     print(f"  control      {config.control_socket}")
     for device in config.devices:
@@ -57,28 +59,38 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(status, indent=2, ensure_ascii=False))
         return 0
     gw, up, ob = status["gateway"], status["uplink"], status["outbox"]
-    print(f"gateway  {gw['site']}/{gw['id']}  v{gw['version']}  pid {gw['pid']}  "
-          f"up {gw['uptime_s']:.0f} s  root {gw['root']}")
+    print(
+        f"gateway  {gw['site']}/{gw['id']}  v{gw['version']}  pid {gw['pid']}  "
+        f"up {gw['uptime_s']:.0f} s  root {gw['root']}"
+    )
     link = "connected" if up.get("connected") else f"DISCONNECTED ({up.get('last_error')})"
-    print(f"uplink   {up['broker']}{' TLS' if up['tls'] else ''}  {link} since {up.get('since')}  "
-          f"inflight {up['inflight']}  acked {up.get('acked_total')}  "
-          f"rejected {up.get('rejected_total')}")
-    print(f"outbox   {ob['depth']} queued ({ob['bytes']} of {ob['max_bytes']} bytes)  "
-          f"last seq {ob['last_seq']}  evicted {ob['evicted_total']}  "
-          f"disk full {ob['disk_full_total']}" + (f"  ERROR {ob['last_error']}"
-                                                   if ob.get("last_error") else ""))
+    print(
+        f"uplink   {up['broker']}{' TLS' if up['tls'] else ''}  {link} since {up.get('since')}  "
+        f"inflight {up['inflight']}  acked {up.get('acked_total')}  "
+        f"rejected {up.get('rejected_total')}"
+    )
+    print(
+        f"outbox   {ob['depth']} queued ({ob['bytes']} of {ob['max_bytes']} bytes)  "
+        f"last seq {ob['last_seq']}  evicted {ob['evicted_total']}  "
+        f"disk full {ob['disk_full_total']}"
+        + (f"  ERROR {ob['last_error']}" if ob.get("last_error") else "")
+    )
     problems = 0 if up.get("connected") else 1
     for device_id, dev in status["devices"].items():
         counters = dev.get("counters") or {}
-        print(f"device   {device_id:<12} {dev['state'].upper():<11} {dev['driver']:<14} "
-              f"last {_fmt_reading(dev.get('last_reading'))}  "
-              f"frames {counters.get('readings', 0)} ok / {counters.get('bad_frames', 0)} bad  "
-              f"restarts {dev['restarts_total']}")
+        print(
+            f"device   {device_id:<12} {dev['state'].upper():<11} {dev['driver']:<14} "
+            f"last {_fmt_reading(dev.get('last_reading'))}  "
+            f"frames {counters.get('readings', 0)} ok / {counters.get('bad_frames', 0)} bad  "
+            f"restarts {dev['restarts_total']}"
+        )
         if dev["state"] not in ("up",):
             problems += 1
             if dev.get("last_error"):
-                print(f"         error: {dev['last_error']}"
-                      + (f" (retry in {dev['next_retry_s']} s)" if dev.get("next_retry_s") else ""))
+                print(
+                    f"         error: {dev['last_error']}"
+                    + (f" (retry in {dev['next_retry_s']} s)" if dev.get("next_retry_s") else "")
+                )
     return EXIT_PROBLEM if problems else 0
 
 
@@ -93,8 +105,11 @@ def cmd_tail(args: argparse.Namespace) -> int:
                 print("... (tail too slow: lines dropped)", flush=True)
             else:
                 rec = line["record"]
-                print(f"{rec['ts']}  #{rec['seq']:<7} {line['topic']:<32} "
-                      f"{json.dumps(rec['data'], ensure_ascii=False)}", flush=True)
+                print(
+                    f"{rec['ts']}  #{rec['seq']:<7} {line['topic']:<32} "
+                    f"{json.dumps(rec['data'], ensure_ascii=False)}",
+                    flush=True,
+                )
     except KeyboardInterrupt:
         return 0
     return 0
@@ -102,7 +117,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 def cmd_probe_serial(args: argparse.Namespace) -> int:
     """Identify a scale on a serial port."""
-    from drivers.scale.probe import probe_serial
+    from drivers.scale.probe import probe_serial  # noqa: PLC0415 - only this verb needs serial
 
     bauds = tuple(args.baudrate) if args.baudrate else None
     kwargs: dict[str, Any] = {"seconds": args.seconds}
@@ -116,36 +131,52 @@ def cmd_probe_serial(args: argparse.Namespace) -> int:
                 return EXIT_PROBLEM
             continue
         best = a.best
-        summary = (f"{best.protocol}: {len(best.readings)} frames decoded, {best.bad_frames} bad"
-                   if best else "nothing decoded")
+        summary = (
+            f"{best.protocol}: {len(best.readings)} frames decoded, {best.bad_frames} bad"
+            if best
+            else "nothing decoded"
+        )
         asked = f"sent {a.sent!r}" if a.sent else "listening"
         print(f"  {a.baudrate:>6} {a.framing}  {asked:<16} {a.bytes_heard:>5} bytes  {summary}")
         if best is not None and best.convincing:
             for r in best.readings[-3:]:
                 stable = {True: "stable", False: "motion", None: "no stability flag"}[r.stable]
-                print(f"      {r.weight} {r.unit}  {stable}"
-                      + ("" if r.in_range else "  out of range"))
-            print(f"verdict: {best.protocol} at {a.baudrate} baud {a.framing} -> config "
-                  f'driver = "scale.{best.protocol}", baudrate = {a.baudrate}, '
-                  f'framing = "{a.framing}"')
+                print(
+                    f"      {r.weight} {r.unit}  {stable}"
+                    + ("" if r.in_range else "  out of range")
+                )
+            print(
+                f"verdict: {best.protocol} at {a.baudrate} baud {a.framing} -> config "
+                f'driver = "scale.{best.protocol}", baudrate = {a.baudrate}, '
+                f'framing = "{a.framing}"'
+            )
             return 0
     heard = sum(a.bytes_heard for a in attempts)
     if heard:
-        print(f"verdict: bytes arrive ({heard}) but no known scale protocol decodes them: "
-              "check the indicator's output format setting")
+        print(
+            f"verdict: bytes arrive ({heard}) but no known scale protocol decodes them: "
+            "check the indicator's output format setting"
+        )
     else:
-        print("verdict: silence at every speed: check cabling (TX/RX swapped?), the "
-              "indicator's output setting, and that nothing else holds the port")
+        print(
+            "verdict: silence at every speed: check cabling (TX/RX swapped?), the "
+            "indicator's output setting, and that nothing else holds the port"
+        )
     return EXIT_PROBLEM
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (separate for tests and --help)."""
-    parser = argparse.ArgumentParser(prog="gatewayctl",
-                                     description="Diagnostics for the checkpoint edge gateway.")
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH,
-                        help=f"gateway config (default {DEFAULT_CONFIG_PATH}); it names the "
-                             "daemon's control socket")
+    parser = argparse.ArgumentParser(
+        prog="gatewayctl", description="Diagnostics for the checkpoint edge gateway."
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG_PATH,
+        help=f"gateway config (default {DEFAULT_CONFIG_PATH}); it names the "
+        "daemon's control socket",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     status = sub.add_parser("status", help="devices, last readings, errors, outbox, uplink")
@@ -161,8 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     serial = probe_sub.add_parser("serial", help="try baud rates and every scale protocol")
     serial.add_argument("port", help="device path (/dev/ttyUSB0) or pyserial URL")
     serial.add_argument("--seconds", type=float, default=1.5, help="listen time per setting")
-    serial.add_argument("--baudrate", type=int, action="append",
-                        help="only this rate (repeatable)")
+    serial.add_argument("--baudrate", type=int, action="append", help="only this rate (repeatable)")
     serial.set_defaults(func=cmd_probe_serial)
 
     config = sub.add_parser("config", help="configuration files")

@@ -74,8 +74,11 @@ class Daemon:
                 "tls": self.config.mqtt.tls_ca is not None,
                 "inflight": uplink.inflight if uplink else 0,
             },
-            "outbox": {**asdict(self.outbox.stats), "max_bytes": self.outbox.max_bytes,
-                       "path": str(self.outbox.path)},
+            "outbox": {
+                **asdict(self.outbox.stats),
+                "max_bytes": self.outbox.max_bytes,
+                "path": str(self.outbox.path),
+            },
             "devices": {s.config.id: s.health.as_dict() for s in self.supervisors},
         }
 
@@ -84,9 +87,14 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop.set)
-        log.info("gateway starting", version=__version__, site=self.config.gateway.site,
-                 gateway=self.config.gateway.id, devices=len(self.supervisors),
-                 config=str(self.config.source))
+        log.info(
+            "gateway starting",
+            version=__version__,
+            site=self.config.gateway.site,
+            gateway=self.config.gateway.id,
+            devices=len(self.supervisors),
+            config=str(self.config.source),
+        )
         try:
             async with self.outbox, Uplink(self.config, self.outbox) as uplink:
                 self.uplink = uplink
@@ -97,13 +105,16 @@ class Daemon:
                     log.info("gateway stopping")
                     await self.emit([s.stopped() for s in self.supervisors])
                     if not await uplink.drained(DRAIN_TIMEOUT_S):
-                        log.warning("stopping with records still queued; they are sent on "
-                                    "next start", queued=self.outbox.stats.depth)
+                        log.warning(
+                            "stopping with records still queued; they are sent on next start",
+                            queued=self.outbox.stats.depth,
+                        )
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
-        log.info("gateway stopped", last_seq=self.outbox.stats.last_seq,
-                 queued=self.outbox.stats.depth)
+        log.info(
+            "gateway stopped", last_seq=self.outbox.stats.last_seq, queued=self.outbox.stats.depth
+        )
         return 0
 
     async def _serve(self) -> None:

@@ -22,14 +22,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"edge-gateway {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the daemon in the foreground (systemd: Type=notify)")
-    run.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH,
-                     help=f"config file (default {DEFAULT_CONFIG_PATH})")
+    run.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG_PATH,
+        help=f"config file (default {DEFAULT_CONFIG_PATH})",
+    )
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    run.add_argument("--log-format", choices=["json", "console"], default=None,
-                     help="default: console on a terminal, JSON otherwise")
+    run.add_argument(
+        "--log-format",
+        choices=["json", "console"],
+        default=None,
+        help="default: console on a terminal, JSON otherwise",
+    )
     args = parser.parse_args(argv)
-    configure_logging(args.log_level, json=None if args.log_format is None
-                      else args.log_format == "json")
+    configure_logging(
+        args.log_level, json=None if args.log_format is None else args.log_format == "json"
+    )
     try:
         config = load_config(args.config)
         return asyncio.run(Daemon(config).run())

@@ -130,8 +130,13 @@ class Outbox:
     async def open(self) -> None:
         """Open (creating if needed) the database and load counters."""
         await self._run(self._open_sync)
-        log.info("outbox opened", path=str(self.path), depth=self.stats.depth,
-                 last_seq=self.stats.last_seq, bytes=self.stats.bytes)
+        log.info(
+            "outbox opened",
+            path=str(self.path),
+            depth=self.stats.depth,
+            last_seq=self.stats.last_seq,
+            bytes=self.stats.bytes,
+        )
 
     async def close(self) -> None:
         """Commit what is pending (appends and acks), then close. Idempotent."""
@@ -176,8 +181,14 @@ class Outbox:
         """Records with ``seq`` greater than the given one, oldest first."""
         rows = await self._run(self._read_sync, seq, limit)
         return [
-            Record(seq=r[0], id=r[1], topic=r[2], payload=r[3], priority=Priority(r[4]),
-                   retain=bool(r[5]))
+            Record(
+                seq=r[0],
+                id=r[1],
+                topic=r[2],
+                payload=r[3],
+                priority=Priority(r[4]),
+                retain=bool(r[5]),
+            )
             for r in rows
         ]
 
@@ -216,8 +227,13 @@ class Outbox:
             self._report_eviction(eviction)
 
     def _report_eviction(self, ev: Eviction) -> None:
-        log.warning("outbox over its cap: evicted low-priority records", count=ev.count,
-                    bytes=ev.bytes, by_priority=ev.by_priority, max_bytes=self.max_bytes)
+        log.warning(
+            "outbox over its cap: evicted low-priority records",
+            count=ev.count,
+            bytes=ev.bytes,
+            by_priority=ev.by_priority,
+            max_bytes=self.max_bytes,
+        )
         report = Draft(
             topic=EVICTION_TOPIC,
             schema="outbox_evicted/1",
@@ -256,7 +272,9 @@ class Outbox:
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
         self.stats.last_seq = int(meta.get("last_seq", "0"))
         self._last_hash = meta.get("last_hash", GENESIS)
-        depth, size = db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)),0) FROM records").fetchone()
+        depth, size = db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)),0) FROM records"
+        ).fetchone()
         self.stats.depth, self.stats.bytes = depth, size
         self._db = db
 
@@ -276,7 +294,9 @@ class Outbox:
             if not _is_disk_full(exc):
                 raise OutboxError(f"outbox write failed: {exc}") from exc
             self.stats.disk_full_total += 1
-            log.error("disk full: evicting all telemetry and state to make room", path=str(self.path))
+            log.error(
+                "disk full: evicting all telemetry and state to make room", path=str(self.path)
+            )
             freed = self._evict_sync(target=0, below=Priority.EVENT)
             try:
                 records, ev = self._transaction(drafts, acked)
@@ -315,10 +335,22 @@ class Outbox:
         for draft in drafts:
             seq += 1
             record_id = uuid7()
-            payload = envelope(draft, seq=seq, record_id=record_id, prev=last_hash,
-                               site=self.site, gateway=self.gateway)
-            record = Record(seq=seq, id=record_id, topic=draft.topic, payload=payload,
-                            priority=draft.priority, retain=draft.retain)
+            payload = envelope(
+                draft,
+                seq=seq,
+                record_id=record_id,
+                prev=last_hash,
+                site=self.site,
+                gateway=self.gateway,
+            )
+            record = Record(
+                seq=seq,
+                id=record_id,
+                topic=draft.topic,
+                payload=payload,
+                priority=draft.priority,
+                retain=draft.retain,
+            )
             db.execute(
                 "INSERT INTO records (seq, id, topic, payload, priority, retain)"
                 " VALUES (?, ?, ?, ?, ?, ?)",

@@ -31,15 +31,25 @@ Emit = Callable[[list[Draft]], Awaitable[object]]
 
 def reading_summary(reading: Reading) -> dict[str, object]:
     """The few fields of a reading shown in device state and ``gatewayctl status``."""
-    return {"weight": reading.weight, "unit": reading.unit, "stable": reading.stable,
-            "in_range": reading.in_range}
+    return {
+        "weight": reading.weight,
+        "unit": reading.unit,
+        "stable": reading.stable,
+        "in_range": reading.in_range,
+    }
 
 
 class DeviceSupervisor:
     """Runs one device forever (until cancelled)."""
 
-    def __init__(self, config: DeviceSection, emit: Emit, *, backoff: Backoff | None = None,
-                 driver_factory: Callable[[DeviceSection], Driver] = create_driver) -> None:
+    def __init__(
+        self,
+        config: DeviceSection,
+        emit: Emit,
+        *,
+        backoff: Backoff | None = None,
+        driver_factory: Callable[[DeviceSection], Driver] = create_driver,
+    ) -> None:
         self.config = config
         self.emit = emit
         self.backoff = backoff or Backoff(base_s=1.0, cap_s=60.0)
@@ -59,7 +69,7 @@ class DeviceSupervisor:
                 await self._failed(log_, DeviceState.UNAVAILABLE, str(exc))
             except GatewayError as exc:
                 await self._failed(log_, DeviceState.DOWN, str(exc))
-            except Exception as exc:  # noqa: BLE001 - a driver bug must not stop the daemon
+            except Exception as exc:
                 log_.exception("driver crashed; restarting it")
                 await self._failed(log_, DeviceState.DOWN, f"internal error: {exc!r}")
             delay = self.backoff.next_delay()
@@ -72,8 +82,11 @@ class DeviceSupervisor:
         self.driver = driver
         async with driver:
             async for reading in driver.readings():
-                if self.health.state in (DeviceState.STARTING, DeviceState.DOWN,
-                                         DeviceState.UNAVAILABLE):
+                if self.health.state in (
+                    DeviceState.STARTING,
+                    DeviceState.DOWN,
+                    DeviceState.UNAVAILABLE,
+                ):
                     await self._recovered()
                 self.health.last_reading = reading_summary(reading)
                 self.health.last_reading_at = reading.at.utc
@@ -84,8 +97,12 @@ class DeviceSupervisor:
 
     async def _recovered(self) -> None:
         if self.health.state is not DeviceState.STARTING:
-            log.info("device recovered", device=self.config.id, after_error=self.health.last_error,
-                     restarts=self.health.restarts_total)
+            log.info(
+                "device recovered",
+                device=self.config.id,
+                after_error=self.health.last_error,
+                restarts=self.health.restarts_total,
+            )
         else:
             log.info("device up", device=self.config.id)
         self.backoff.reset()
@@ -93,8 +110,9 @@ class DeviceSupervisor:
         self.health.change(DeviceState.UP)
         await self.emit([self.health.draft()])
 
-    async def _failed(self, log_: structlog.typing.FilteringBoundLogger, state: DeviceState,
-                      error: str) -> None:
+    async def _failed(
+        self, log_: structlog.typing.FilteringBoundLogger, state: DeviceState, error: str
+    ) -> None:
         first = self.health.state not in (DeviceState.DOWN, DeviceState.UNAVAILABLE)
         if self.driver is not None:
             self.health.counters = self.driver.counters.as_dict()
@@ -120,5 +138,3 @@ class DeviceSupervisor:
         self.health.change(DeviceState.STOPPED)
         self.health.since = datetime.now(UTC)
         return self.health.draft()
-
-

@@ -20,14 +20,16 @@ import asyncio
 import json
 import random
 import ssl
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import structlog
-from paho.mqtt.properties import Properties
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from gateway.config import GatewayConfig
 from gateway.errors import ConfigError
@@ -69,7 +71,7 @@ def _status_payload(state: str, config: GatewayConfig) -> bytes:
 
 
 def _json_properties() -> Properties:
-    props = Properties(PacketTypes.PUBLISH)
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
     props.ContentType = "application/json"
     return props
 
@@ -78,9 +80,7 @@ def build_client(config: GatewayConfig) -> mqtt.Client:
     """A configured (not yet connected) paho client: MQTT 5, Last Will, TLS, credentials."""
     cfg = config.mqtt
     client_id = cfg.client_id or f"edge-gateway-{config.gateway.site}-{config.gateway.id}"
-    client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
-    )
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     client.max_inflight_messages_set(cfg.inflight)
     # Full jitter on the first delay keeps a fleet from reconnecting in lockstep.
     first = random.uniform(cfg.reconnect_min_s, 2 * cfg.reconnect_min_s)
@@ -135,6 +135,8 @@ class Uplink:
         self._closing = False
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_connect_fail = self._on_connect_fail
+        self._refused = False
         self._client.on_publish = self._on_publish
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -206,8 +208,11 @@ class Uplink:
                 if not self._connected.is_set():
                     break
                 info = self._client.publish(
-                    f"{self.root}/{record.topic}", record.payload, qos=1,
-                    retain=record.retain, properties=props,
+                    f"{self.root}/{record.topic}",
+                    record.payload,
+                    qos=1,
+                    retain=record.retain,
+                    properties=props,
                 )
                 self._inflight[info.mid] = record
                 self._cursor = record.seq
@@ -222,11 +227,19 @@ class Uplink:
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
-            self._call(self._failed, f"broker refused connection: {reason}")
+            self._call(self._refuse, f"broker refused connection: {reason}")
             return
-        client.publish(f"{self.root}/status", _status_payload("online", self.config), qos=1,
-                       retain=True)
+        client.publish(
+            f"{self.root}/status", _status_payload("online", self.config), qos=1, retain=True
+        )
         self._call(self._up)
+
+    def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
+        # paho passes no exception, but calls this inside its ``except OSError`` block.
+        exc = sys.exc_info()[1]
+        cfg = self.config.mqtt
+        detail = f": {exc}" if exc is not None else ""
+        self._call(self._failed, f"cannot connect to {cfg.host}:{cfg.port}{detail}")
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         self._call(self._down, str(reason))
@@ -239,8 +252,12 @@ class Uplink:
     def _up(self) -> None:
         self.stats.connects_total += 1
         if self.stats.connects_total > 1:
-            log.info("uplink reconnected", host=self.config.mqtt.host, down_since=self.stats.since,
-                     pending=self.outbox.stats.depth)
+            log.info(
+                "uplink reconnected",
+                host=self.config.mqtt.host,
+                down_since=self.stats.since,
+                pending=self.outbox.stats.depth,
+            )
         else:
             log.info("uplink connected", host=self.config.mqtt.host, port=self.config.mqtt.port)
         self.stats.connected = True
@@ -249,10 +266,16 @@ class Uplink:
         self._connected.set()
 
     def _down(self, reason: str) -> None:
+        if self._refused:  # paho follows a refused CONNACK with a disconnect ('Protocol error')
+            self._refused = False
+            reason = self.stats.last_error or reason
         if self.stats.connected and not self._closing:
             self.stats.disconnects_total += 1
-            log.warning("uplink lost; records stay in the outbox until it returns", reason=reason,
-                        inflight=len(self._inflight))
+            log.warning(
+                "uplink lost; records stay in the outbox until it returns",
+                reason=reason,
+                inflight=len(self._inflight),
+            )
             self.stats.since = rfc3339(datetime.now(UTC))
         self.stats.connected = False
         self.stats.last_error = reason
@@ -263,6 +286,10 @@ class Uplink:
         if self.stats.last_error != reason:
             log.error("uplink connection refused", reason=reason)
         self._down(reason)
+
+    def _refuse(self, reason: str) -> None:
+        self._failed(reason)
+        self._refused = True
 
     def _acked(self, mid: int, failed: bool, reason: str) -> None:
         if mid == self._status_mid:

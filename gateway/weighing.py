@@ -138,8 +138,10 @@ class WeighingProcessor:
 
     def _close_run(self, s: _Session) -> None:
         run = s.run
-        if run.frames and run.duration_s >= self.settings.stable_window_s and (
-            s.best is None or run.duration_s >= s.best.duration_s
+        if (
+            run.frames
+            and run.duration_s >= self.settings.stable_window_s
+            and (s.best is None or run.duration_s >= s.best.duration_s)
         ):
             s.best = run
         s.run = _Plateau()

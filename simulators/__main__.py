@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from drivers.scale.protocols import CODECS
+from simulators.central import CentralView
+from simulators.demo import run_demo
 from simulators.scale import FAULTS, ScaleSimulator
 
 
@@ -53,7 +55,33 @@ def _parser() -> argparse.ArgumentParser:
     scale.add_argument("--speed", type=_positive, default=1.0, help="time compression")
     scale.add_argument("--seed", type=int, default=None, help="reproducible weights and faults")
     scale.add_argument("--rate-hz", type=_positive, default=10.0, help="frames per second")
+    scale.set_defaults(run=lambda args: asyncio.run(_run_scale(args)))
+
+    demo = devices.add_parser("demo", help="the whole demo checkpoint, with central's live view")
+    demo.add_argument("--dir", type=Path, default=Path("demo-data"), help="config, outbox, logs")
+    demo.add_argument("--duration", type=_positive, default=None, help="seconds; default: Ctrl-C")
+    demo.add_argument("--speed", type=_positive, default=1.0, help="time compression of trucks")
+    demo.set_defaults(run=lambda args: run_demo(args.dir, args.duration, args.speed))
+
+    central = devices.add_parser("central", help="live view of what reaches the central office")
+    central.add_argument("--host", default="127.0.0.1")
+    central.add_argument("--port", type=int, default=1883)
+    central.add_argument("--topic", default="customs/#")
+    central.set_defaults(run=_run_central)
     return parser
+
+
+def _run_central(args: argparse.Namespace) -> int:
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # the paho thread inherits this
+    view = CentralView(args.host, args.port, args.topic)
+    view.start()
+    print(f"listening on {args.host}:{args.port} for {args.topic} (Ctrl-C stops)", flush=True)
+    try:
+        signal.sigwait(stop_signals)
+    finally:
+        view.stop()
+    return 0
 
 
 async def _run_scale(args: argparse.Namespace) -> int:
@@ -92,9 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
     try:
-        return asyncio.run(_run_scale(args))
+        code: int = args.run(args)
+        return code
     except OSError as exc:  # the link's directory is missing, no ptys left, ...
-        print(f"scale simulator: {exc}", file=sys.stderr)
+        print(f"simulator: {exc}", file=sys.stderr)
         return 1
 
 

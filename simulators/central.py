@@ -46,10 +46,8 @@ def describe(topic: str, payload: bytes) -> tuple[str, str]:
         return f"{seq:>7} WEIGHING {body.get('device')}: no stable weight", "alert"
     if kind.startswith("reading/"):
         flag = {True: "stable", False: "motion", None: ""}.get(data.get("stable"), "")
-        return (
-            f"{seq:>7} reading  {body.get('device')}: {data.get('weight')} {data.get('unit')} {flag}",
-            "dim",
-        )
+        value = f"{data.get('weight')} {data.get('unit')} {flag}"
+        return f"{seq:>7} reading  {body.get('device')}: {value}", "dim"
     if kind.startswith("device/"):
         state = data.get("state")
         error = f" - {data.get('last_error')}" if state != "up" and data.get("last_error") else ""
@@ -62,18 +60,27 @@ def describe(topic: str, payload: bytes) -> tuple[str, str]:
 class CentralView:
     """Subscribes to ``{root}/#`` and prints each message as it arrives."""
 
-    def __init__(self, host: str, port: int, topic: str = "customs/#",
-                 out: TextIO = sys.stdout, color: bool | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        topic: str = "customs/#",
+        out: TextIO = sys.stdout,
+        color: bool | None = None,
+    ) -> None:
         self.host, self.port, self.topic, self.out = host, port, topic, out
         self.color = out.isatty() if color is None else color
         self.connected = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
-        self.client.on_connect = lambda c, *_: (c.subscribe(self.topic, qos=1),
-                                                self.connected.set())
+        self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
 
+    def _on_connect(self, client: mqtt.Client, *_: Any) -> None:
+        client.subscribe(self.topic, qos=1)
+        self.connected.set()
+
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        line, style = describe(msg.topic, msg.payload)
+        line, style = describe(msg.topic, bytes(msg.payload))
         if self.color:
             line = {"bold": BOLD, "dim": DIM, "alert": RED, "ok": GREEN}[style] + line + RESET
         print(line, file=self.out, flush=True)

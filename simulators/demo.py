@@ -74,53 +74,97 @@ def write_config(workdir: Path, port: int) -> Path:
     return path
 
 
-async def run_demo(workdir: Path, duration_s: float | None, speed: float) -> int:
-    """Run the demo until Ctrl-C (or for ``duration_s``); return an exit code."""
+def prepare(workdir: Path) -> tuple[str, Path, int, Path] | None:
+    """Find mosquitto and write the demo's broker and gateway configs."""
     mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(mosquitto).exists():
         print("demo: mosquitto is not installed (apt-get install mosquitto)", file=sys.stderr)
-        return 1
+        return None
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     (workdir / "mosquitto.conf").write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\nlog_dest none\n"
     )
-    config = write_config(workdir, port)
+    return mosquitto, workdir, port, write_config(workdir, port)
+
+
+def run_demo(workdir: Path, duration_s: float | None = None, speed: float = 1.0) -> int:
+    """Run the demo until Ctrl-C (or for ``duration_s``); return an exit code."""
+    prepared = prepare(workdir)
+    if prepared is None:
+        return 1
+    return asyncio.run(_run(*prepared, duration_s=duration_s, speed=speed))
+
+
+async def _run(
+    mosquitto: str,
+    workdir: Path,
+    port: int,
+    config: Path,
+    *,
+    duration_s: float | None,
+    speed: float,
+) -> int:
+    log_path = workdir / "gateway.log"
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     broker = await asyncio.create_subprocess_exec(
-        mosquitto, "-c", str(workdir / "mosquitto.conf"),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        mosquitto,
+        "-c",
+        str(workdir / "mosquitto.conf"),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     view = CentralView("127.0.0.1", port)
     gateway: asyncio.subprocess.Process | None = None
     try:
         await _wait_port(port)
         view.start()
-        async with ScaleSimulator(protocol=LANES[0][1], link=workdir / LANES[0][0],
-                                  speed=speed, faults=LANES[0][2]), \
-                ScaleSimulator(protocol=LANES[1][1], link=workdir / LANES[1][0],
-                               speed=speed, faults=LANES[1][2]):
-            with (workdir / "gateway.log").open("ab") as log:
+        async with (
+            ScaleSimulator(
+                protocol=LANES[0][1], link=workdir / LANES[0][0], speed=speed, faults=LANES[0][2]
+            ),
+            ScaleSimulator(
+                protocol=LANES[1][1],
+                link=workdir / LANES[1][0],
+                speed=speed * 0.8,  # the lanes out of step, as in life
+                faults=LANES[1][2],
+            ),
+        ):
+            log = await asyncio.to_thread(log_path.open, "ab")
+            with log:
                 gateway = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "gateway.daemon_cli", "run", "--config", str(config),
-                    "--log-format", "json", stdout=log, stderr=log,
+                    sys.executable,
+                    "-m",
+                    "gateway.daemon_cli",
+                    "run",
+                    "--config",
+                    str(config),
+                    "--log-format",
+                    "json",
+                    stdout=log,
+                    stderr=log,
                 )
-            print(f"demo checkpoint: broker 127.0.0.1:{port}, gateway config {config}\n"
-                  f"  in another terminal:  .venv/bin/gatewayctl --config {config} status\n"
-                  f"  gateway log:          {workdir / 'gateway.log'}\n"
-                  "  Ctrl-C stops the demo.\n"
-                  "--- what reaches the central office ---", flush=True)
+            print(
+                f"demo checkpoint: broker 127.0.0.1:{port}, gateway config {config}\n"
+                f"  in another terminal:  .venv/bin/gatewayctl --config {config} status\n"
+                f"  gateway log:          {log_path}\n"
+                "  Ctrl-C stops the demo.\n"
+                "--- what reaches the central office ---",
+                flush=True,
+            )
             waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(gateway.wait())]
             await asyncio.wait(waiters, timeout=duration_s, return_when=asyncio.FIRST_COMPLETED)
             for w in waiters:
                 w.cancel()
             if gateway.returncode is not None:
-                print(f"demo: the gateway exited ({gateway.returncode}); see "
-                      f"{workdir / 'gateway.log'}", file=sys.stderr)
+                print(
+                    f"demo: the gateway exited ({gateway.returncode}); see {log_path}",
+                    file=sys.stderr,
+                )
                 return 1
             gateway.send_signal(signal.SIGTERM)
             await gateway.wait()

@@ -204,7 +204,7 @@ class ScaleSimulator:
             raise error
 
     async def run(self) -> None:
-        """Play every truck, then clean up (for ``python -m simulators scale``)."""
+        """Play every truck, then clean up; when playing forever, run until cancelled."""
         async with self:
             await self.finished.wait()
 
@@ -301,6 +301,9 @@ class ScaleSimulator:
         except OSError as exc:  # EIO: the last client closed the port
             if exc.errno != errno.EIO:
                 log.warning("scale simulator: reading the pty failed: %s", exc)
+            self._stop_reading()
+            return
+        if not data:  # end of file: no client (never seen on Linux, where EIO comes)
             self._stop_reading()
             return
         self._on_commands(data)

@@ -68,8 +68,11 @@ class Mosquitto:
 
     def start(self) -> None:
         """Start and wait until it accepts connections."""
-        self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [self.binary, "-c", str(self.conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_port(self.port)
 
     def stop(self) -> None:
@@ -110,8 +113,9 @@ class Central:
         self._subscribed = threading.Event()
         props = mqtt.Properties(mqtt.PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                                   protocol=mqtt.MQTTv5)
+        self._client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5
+        )
         self._connect_props = props
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
@@ -137,8 +141,9 @@ class Central:
 
     def start(self) -> None:
         """Connect (keeping the session across broker restarts) and subscribe."""
-        self._client.connect("127.0.0.1", self.port, clean_start=False,
-                             properties=self._connect_props)
+        self._client.connect(
+            "127.0.0.1", self.port, clean_start=False, properties=self._connect_props
+        )
         self._client.loop_start()
         if not self._subscribed.wait(10):
             raise TimeoutError("central could not subscribe")

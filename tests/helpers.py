@@ -8,8 +8,9 @@ from typing import Any
 from gateway.config import GatewayConfig, parse_config
 
 
-def config_text(data_dir: Path, port: int, devices: list[dict[str, Any]] | None = None,
-                extra: str = "") -> str:
+def config_text(
+    data_dir: Path, port: int, devices: list[dict[str, Any]] | None = None, extra: str = ""
+) -> str:
     """A gateway TOML in the documented shape."""
     lines = [
         "[gateway]",
@@ -26,14 +27,20 @@ def config_text(data_dir: Path, port: int, devices: list[dict[str, Any]] | None 
     for device in devices or []:
         lines.append("[[devices]]")
         for key, value in device.items():
-            rendered = f'"{value}"' if isinstance(value, str | Path) else str(value).lower() \
-                if isinstance(value, bool) else str(value)
+            rendered = (
+                f'"{value}"'
+                if isinstance(value, str | Path)
+                else str(value).lower()
+                if isinstance(value, bool)
+                else str(value)
+            )
             lines.append(f"{key} = {rendered}")
     return "\n".join(lines) + "\n"
 
 
-def make_config(data_dir: Path, port: int, devices: list[dict[str, Any]] | None = None,
-                extra: str = "") -> GatewayConfig:
+def make_config(
+    data_dir: Path, port: int, devices: list[dict[str, Any]] | None = None, extra: str = ""
+) -> GatewayConfig:
     """A validated config object."""
     path = data_dir / "gateway.toml"
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -31,13 +31,21 @@ class GatewayProcess:
         self._sock.setblocking(False)
         self._ready = asyncio.Event()
         loop.add_reader(self._sock.fileno(), self._on_note)
-        env = {**os.environ, "NOTIFY_SOCKET": str(self.notify_path),
-               "WATCHDOG_USEC": "2000000"}
+        env = {**os.environ, "NOTIFY_SOCKET": str(self.notify_path), "WATCHDOG_USEC": "2000000"}
         env.pop("WATCHDOG_PID", None)
         with self.log.open("ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "gateway.daemon_cli", "run", "--config", str(self.config),
-                "--log-format", "json", stdout=log, stderr=log, env=env,
+                sys.executable,
+                "-m",
+                "gateway.daemon_cli",
+                "run",
+                "--config",
+                str(self.config),
+                "--log-format",
+                "json",
+                stdout=log,
+                stderr=log,
+                env=env,
             )
         wait_ready = asyncio.ensure_future(self._ready.wait())
         exited = asyncio.ensure_future(self.proc.wait())
@@ -49,7 +57,8 @@ class GatewayProcess:
         exited.cancel()
 
     def _on_note(self) -> None:
-        assert self._sock is not None and self._ready is not None
+        assert self._sock is not None
+        assert self._ready is not None
         try:
             data = self._sock.recv(4096).decode()
         except BlockingIOError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from typing import Any
 
@@ -13,7 +14,7 @@ def assert_chain(records: list[dict[str, Any]], payloads: dict[str, bytes]) -> N
     """Records have strictly increasing, gap-free seq and each prev is the previous hash."""
     seqs = [r["seq"] for r in records]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"seq gaps: {seqs}"
-    for before, after in zip(records, records[1:], strict=False):
+    for before, after in itertools.pairwise(records):
         assert after["prev"] == hashlib.sha256(payloads[before["id"]]).hexdigest()
     if seqs[0] == 1:
         assert records[0]["prev"] == GENESIS

@@ -57,8 +57,11 @@ def test_wrong_types_and_values_say_what_is_expected(tmp_path: Path) -> None:
 
 def test_an_unknown_driver_lists_the_known_ones(tmp_path: Path) -> None:
     path = write(tmp_path, config_text(tmp_path, 1883, [{**SCALE, "driver": "scale.toldeo"}]))
-    with pytest.raises(ConfigError, match=r"devices\[0\]\.driver: unknown driver 'scale.toldeo'.*"
-                                          r"scale\.toledo"):
+    with pytest.raises(
+        ConfigError,
+        match=r"devices\[0\]\.driver: unknown driver 'scale.toldeo'.*"
+        r"scale\.toledo",
+    ):
         load_config(path)
 
 

@@ -22,8 +22,11 @@ ROOT = "customs/haiphong-dinhvu/gate-3"
 
 
 def weights(central: Central) -> list[float]:
-    return [r["data"]["weight"] for r in central.records("event/weighing")
-            if r["data"]["status"] == "complete"]
+    return [
+        r["data"]["weight"]
+        for r in central.records("event/weighing")
+        if r["data"]["status"] == "complete"
+    ]
 
 
 @pytest.fixture
@@ -31,17 +34,37 @@ async def gateway_setup(tmp_path: Path, broker: Mosquitto) -> AsyncIterator[tupl
     link = tmp_path / "scale-1"
     data = tmp_path / "data"
     config = tmp_path / "gateway.toml"
-    config.write_text(config_text(data, broker.port, [{
-        "id": "scale-1", "driver": "scale.toledo", "port": str(link), "baudrate": 9600,
-        "telemetry_interval_s": 0.5, "stable_window_s": 1.0, "silence_timeout_s": 3.0,
-    }]))
-    yield config, link
+    config.write_text(
+        config_text(
+            data,
+            broker.port,
+            [
+                {
+                    "id": "scale-1",
+                    "driver": "scale.toledo",
+                    "port": str(link),
+                    "baudrate": 9600,
+                    "telemetry_interval_s": 0.5,
+                    "stable_window_s": 1.0,
+                    "silence_timeout_s": 3.0,
+                }
+            ],
+        )
+    )
+    return config, link
 
 
 async def run_ctl(config: Path, *args: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.ctl", "--config", str(config), *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        sys.executable,
+        "-m",
+        "gateway.ctl",
+        "--config",
+        str(config),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out, _ = await proc.communicate()
     assert proc.returncode is not None
     return proc.returncode, out.decode()
@@ -53,8 +76,7 @@ async def test_trucks_are_weighed_and_reach_central_then_clean_shutdown(
     config, link = gateway_setup
     gateway = GatewayProcess(config, tmp_path)
     try:
-        async with ScaleSimulator(protocol="toledo", link=link, trucks=3, speed=2.0,
-                                  seed=7) as sim:
+        async with ScaleSimulator(protocol="toledo", link=link, trucks=3, speed=2.0, seed=7) as sim:
             await gateway.start()
             code, out = await run_ctl(config, "status", "--json")
             assert code in (0, 1), out
@@ -62,8 +84,15 @@ async def test_trucks_are_weighed_and_reach_central_then_clean_shutdown(
             assert status["gateway"]["root"] == ROOT
             assert "scale-1" in status["devices"]
             tail = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "gateway.ctl", "--config", str(config), "tail", "--json",
-                stdout=asyncio.subprocess.PIPE)
+                sys.executable,
+                "-m",
+                "gateway.ctl",
+                "--config",
+                str(config),
+                "tail",
+                "--json",
+                stdout=asyncio.subprocess.PIPE,
+            )
             try:
                 assert tail.stdout is not None
                 line = await asyncio.wait_for(tail.stdout.readline(), 20)
@@ -74,25 +103,41 @@ async def test_trucks_are_weighed_and_reach_central_then_clean_shutdown(
             await central.wait_for(lambda c: len(weights(c)) == 3, 60)
             assert weights(central) == sim.truck_weights_kg
             code, out = await run_ctl(config, "status")
-            assert "scale-1" in out and "UP" in out, out
+            assert "scale-1" in out, out
+            assert "UP" in out, out
         assert await gateway.stop(signal.SIGTERM) == 0
     finally:
         await gateway.ensure_stopped()
-    assert "READY=1" in "".join(gateway.notes) and "STOPPING=1" in "".join(gateway.notes)
+    assert "READY=1" in "".join(gateway.notes)
+    assert "STOPPING=1" in "".join(gateway.notes)
     assert any("WATCHDOG=1" in n for n in gateway.notes)
     messages = central.snapshot()
     statuses = [json.loads(m.payload)["state"] for m in messages if m.topic == f"{ROOT}/status"]
     assert statuses[-1] == "offline"
-    states = [json.loads(m.payload)["data"]["state"] for m in messages
-              if m.topic == f"{ROOT}/device/scale-1/state"]
-    assert states[0] == "up" and states[-1] == "stopped"
+    states = [
+        json.loads(m.payload)["data"]["state"]
+        for m in messages
+        if m.topic == f"{ROOT}/device/scale-1/state"
+    ]
+    assert states[0] == "up"
+    assert states[-1] == "stopped"
     assert all(m.retain is False or m.topic.endswith(("/state", "/status")) for m in messages)
     records = central.records()
     assert_chain(records, payloads_by_id(messages))
     weighing = central.records("event/weighing")[0]
-    assert weighing["schema"] == "weighing/1" and weighing["device"] == "scale-1"
-    assert set(weighing) == {"schema", "id", "seq", "ts", "site", "gateway", "device", "data",
-                             "prev"}
+    assert weighing["schema"] == "weighing/1"
+    assert weighing["device"] == "scale-1"
+    assert set(weighing) == {
+        "schema",
+        "id",
+        "seq",
+        "ts",
+        "site",
+        "gateway",
+        "device",
+        "data",
+        "prev",
+    }
 
 
 @pytest.mark.slow
@@ -102,8 +147,9 @@ async def test_a_20_second_broker_outage_loses_nothing(
     config, link = gateway_setup
     gateway = GatewayProcess(config, tmp_path)
     try:
-        async with ScaleSimulator(protocol="toledo", link=link, trucks=6, speed=2.0,
-                                  seed=11) as sim:
+        async with ScaleSimulator(
+            protocol="toledo", link=link, trucks=6, speed=2.0, seed=11
+        ) as sim:
             await gateway.start()
             await central.wait_for(lambda c: len(weights(c)) >= 1, 60)
             broker.stop()
@@ -131,12 +177,17 @@ async def test_sigkill_mid_stream_then_restart_loses_nothing(
             await gateway.start()
             await central.wait_for(lambda c: len(weights(c)) >= 1, 60)
             assert await gateway.stop(signal.SIGKILL) == -signal.SIGKILL
-            await central.wait_for(lambda c: any(
-                m.topic == f"{ROOT}/status" and json.loads(m.payload)["state"] == "offline"
-                for m in c.snapshot()), 10)  # the Last Will
+            await central.wait_for(
+                lambda c: any(
+                    m.topic == f"{ROOT}/status" and json.loads(m.payload)["state"] == "offline"
+                    for m in c.snapshot()
+                ),
+                10,
+            )  # the Last Will
             with sqlite3.connect(tmp_path / "data" / "outbox.sqlite3") as db:
-                last_seq = int(db.execute(
-                    "SELECT value FROM meta WHERE key = 'last_seq'").fetchone()[0])
+                last_seq = int(
+                    db.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()[0]
+                )
             await gateway.start()
             await central.wait_for(lambda c: len(c.records()) >= last_seq, 30)
             await central.wait_for(lambda c: len(weights(c)) >= 3, 90)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from datetime import UTC, datetime
@@ -14,8 +15,14 @@ from gateway.records import GENESIS, Draft, Priority
 
 
 def draft(priority: Priority = Priority.EVENT, size: int = 10, topic: str = "event/test") -> Draft:
-    return Draft(topic=topic, schema="test/1", device="dev-1", ts=datetime.now(UTC),
-                 data={"blob": "x" * size}, priority=priority)
+    return Draft(
+        topic=topic,
+        schema="test/1",
+        device="dev-1",
+        ts=datetime.now(UTC),
+        data={"blob": "x" * size},
+        priority=priority,
+    )
 
 
 def outbox(path: Path, max_bytes: int = 10_000_000) -> Outbox:
@@ -33,7 +40,8 @@ async def test_records_get_increasing_seq_and_a_hash_chain(tmp_path: Path) -> No
     assert bodies[1]["prev"] == hashlib.sha256(records[0].payload).hexdigest()
     assert bodies[2]["prev"] == hashlib.sha256(records[1].payload).hexdigest()
     assert {b["site"] for b in bodies} == {"site-a"}
-    assert bodies[0]["schema"] == "test/1" and bodies[0]["device"] == "dev-1"
+    assert bodies[0]["schema"] == "test/1"
+    assert bodies[0]["device"] == "dev-1"
     assert bodies[0]["ts"].endswith("Z")
     assert len({b["id"] for b in bodies}) == 3
 
@@ -77,8 +85,11 @@ async def test_over_the_cap_telemetry_goes_first_and_alarms_never(tmp_path: Path
         kept = {r.seq for r in await box.read_after(0, 1000)}
         assert {r.seq for r in alarms + more} <= kept
         assert not kept & {r.seq for r in events}
-        reports = [json.loads(r.payload) for r in await box.read_after(0, 1000)
-                   if r.topic == "event/outbox_evicted"]
+        reports = [
+            json.loads(r.payload)
+            for r in await box.read_after(0, 1000)
+            if r.topic == "event/outbox_evicted"
+        ]
     assert reports, "eviction must be reported as an event"
     assert sum(r["data"]["count"] for r in reports) >= 30
     assert reports[0]["data"]["by_priority"].get("telemetry", 0) > 0
@@ -90,8 +101,6 @@ def test_seq_ranges_compress_runs() -> None:
 
 @pytest.mark.parametrize("count", [1, 50])
 async def test_concurrent_appends_are_grouped_and_ordered(tmp_path: Path, count: int) -> None:
-    import asyncio
-
     async with outbox(tmp_path) as box:
         results = await asyncio.gather(*(box.append([draft()]) for _ in range(count)))
         assert box.stats.commits_total <= count

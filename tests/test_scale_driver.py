@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +21,14 @@ PROTOCOLS = ["toledo", "sma", "xk3190", "mtsics"]
 
 
 def scale_config(protocol: str, link: Path, **extra: Any) -> ScaleConfig:
-    return ScaleConfig(id="scale-1", driver=f"scale.{protocol}", port=str(link),
-                       stable_window_s=0.6, silence_timeout_s=2.0, **extra)
+    return ScaleConfig(
+        id="scale-1",
+        driver=f"scale.{protocol}",
+        port=str(link),
+        stable_window_s=0.6,
+        silence_timeout_s=2.0,
+        **extra,
+    )
 
 
 async def weigh(driver: SerialScaleDriver, sim: ScaleSimulator) -> list[dict[str, Any]]:
@@ -55,9 +63,15 @@ async def test_each_protocol_gives_one_weighing_per_truck(tmp_path: Path, protoc
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_garbled_frames_are_counted_and_skipped(tmp_path: Path, protocol: str) -> None:
     link = tmp_path / "ttyS-sim"
-    async with ScaleSimulator(protocol=protocol, link=link, trucks=2, speed=3.0, seed=21,
-                              faults=["noise", "truncate", "checksum"],
-                              fault_rates={"noise": 0.1, "truncate": 0.1}) as sim:
+    async with ScaleSimulator(
+        protocol=protocol,
+        link=link,
+        trucks=2,
+        speed=3.0,
+        seed=21,
+        faults=["noise", "truncate", "checksum"],
+        fault_rates={"noise": 0.1, "truncate": 0.1},
+    ) as sim:
         driver = SerialScaleDriver(scale_config(protocol, link))
         events = await weigh(driver, sim)
     assert driver.counters.bad_frames > 0
@@ -75,10 +89,18 @@ async def test_a_disconnected_scale_is_reported_and_recovered(tmp_path: Path) ->
         if "down" in states and states[-1] == "up":
             recovered.set()
 
-    async with ScaleSimulator(protocol="toledo", link=link, trucks=None, speed=2.0, seed=1,
-                              faults=["disconnect"], fault_rates={"disconnect": 0.05}):
-        supervisor = DeviceSupervisor(scale_config("toledo", link), emit,
-                                      backoff=Backoff(base_s=0.2, cap_s=0.5))
+    async with ScaleSimulator(
+        protocol="toledo",
+        link=link,
+        trucks=None,
+        speed=2.0,
+        seed=1,
+        faults=["disconnect"],
+        fault_rates={"disconnect": 0.05},
+    ):
+        supervisor = DeviceSupervisor(
+            scale_config("toledo", link), emit, backoff=Backoff(base_s=0.2, cap_s=0.5)
+        )
         task = asyncio.create_task(supervisor.run())
         try:
             async with asyncio.timeout(30):
@@ -99,8 +121,9 @@ async def test_a_missing_port_is_down_with_a_clear_error(tmp_path: Path) -> None
         emitted.extend(drafts)
         failed.set()
 
-    supervisor = DeviceSupervisor(scale_config("toledo", tmp_path / "no-such-tty"), emit,
-                                  backoff=Backoff(base_s=5, cap_s=5))
+    supervisor = DeviceSupervisor(
+        scale_config("toledo", tmp_path / "no-such-tty"), emit, backoff=Backoff(base_s=5, cap_s=5)
+    )
     task = asyncio.create_task(supervisor.run())
     try:
         async with asyncio.timeout(5):
@@ -116,30 +139,44 @@ async def test_a_missing_port_is_down_with_a_clear_error(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_gatewayctl_probe_serial_names_the_protocol(tmp_path: Path, protocol: str) -> None:
-    import sys
-
     link = tmp_path / "ttyS-probe"
     async with ScaleSimulator(protocol=protocol, link=link, trucks=None, speed=1.0, seed=2):
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway.ctl", "probe", "serial", str(link), "--seconds", "1",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            sys.executable,
+            "-m",
+            "gateway.ctl",
+            "probe",
+            "serial",
+            str(link),
+            "--seconds",
+            "1",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
         out, _ = await proc.communicate()
     text = out.decode()
     assert proc.returncode == 0, text
-    assert f'verdict: {protocol} at' in text
+    assert f"verdict: {protocol} at" in text
     assert f'driver = "scale.{protocol}"' in text
 
 
 async def test_gatewayctl_probe_serial_on_a_silent_port(tmp_path: Path) -> None:
-    import os
-    import sys
-
     master, slave = os.openpty()
     try:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway.ctl", "probe", "serial", os.ttyname(slave),
-            "--seconds", "0.2", "--baudrate", "9600",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            sys.executable,
+            "-m",
+            "gateway.ctl",
+            "probe",
+            "serial",
+            os.ttyname(slave),
+            "--seconds",
+            "0.2",
+            "--baudrate",
+            "9600",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
         out, _ = await proc.communicate()
     finally:
         os.close(master)

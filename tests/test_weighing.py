@@ -15,18 +15,36 @@ class Feed:
     """Plays frames at 10 Hz into a processor."""
 
     def __init__(self, settings: WeighingSettings | None = None) -> None:
-        self.proc = WeighingProcessor("scale-1", settings or WeighingSettings(
-            telemetry_interval_s=1.0, stable_window_s=2.0, min_weight_kg=200))
+        self.proc = WeighingProcessor(
+            "scale-1",
+            settings
+            or WeighingSettings(telemetry_interval_s=1.0, stable_window_s=2.0, min_weight_kg=200),
+        )
         self.t = 0.0
         self.out: list[Draft] = []
 
-    def frames(self, weight: float | None, seconds: float, *, stable: bool | None = True,
-               in_range: bool = True, zero_captured: bool = True, unit: str = "kg") -> None:
+    def frames(
+        self,
+        weight: float | None,
+        seconds: float,
+        *,
+        stable: bool | None = True,
+        in_range: bool = True,
+        zero_captured: bool = True,
+        unit: str = "kg",
+    ) -> None:
         for _ in range(round(seconds * 10)):
             at = Stamp(mono=self.t, utc=T0 + timedelta(seconds=self.t))
-            self.out += self.proc.feed(WeightMeasured(
-                weight=weight, unit=unit, stable=stable, in_range=in_range,
-                zero_captured=zero_captured, at=at))
+            self.out += self.proc.feed(
+                WeightMeasured(
+                    weight=weight,
+                    unit=unit,
+                    stable=stable,
+                    in_range=in_range,
+                    zero_captured=zero_captured,
+                    at=at,
+                )
+            )
             self.t += 0.1
 
     def ramp(self, start: float, end: float, seconds: float, **kw: object) -> None:
@@ -56,10 +74,13 @@ def test_one_truck_gives_one_weighing_with_plateau_statistics() -> None:
     truck(feed, 24_480)
     [w] = feed.weighings
     assert w["status"] == "complete"
-    assert w["weight"] == 24_480 and w["unit"] == "kg" and w["weight_kg"] == 24_480
+    assert w["weight"] == 24_480
+    assert w["unit"] == "kg"
+    assert w["weight_kg"] == 24_480
     plateau = w["plateau"]
     assert isinstance(plateau, dict)
-    assert plateau["samples"] == 30 and plateau["stdev_kg"] == 0
+    assert plateau["samples"] == 30
+    assert plateau["stdev_kg"] == 0
     assert plateau["duration_s"] >= 2.0
     assert w["start"] < plateau["start"] < plateau["end"] < w["end"]  # type: ignore[operator]
     assert w["motion_frames"] > 0
@@ -80,7 +101,8 @@ def test_motion_only_never_gives_a_weight() -> None:
     feed.frames(20_000, 5, stable=False)
     feed.frames(0, 1)
     [w] = feed.weighings
-    assert w["status"] == "no_stable_weight" and w["weight"] is None
+    assert w["status"] == "no_stable_weight"
+    assert w["weight"] is None
 
 
 def test_out_of_range_and_no_zero_capture_frames_are_not_weights() -> None:
@@ -108,7 +130,8 @@ def test_without_a_stability_flag_the_held_value_decides() -> None:
     feed.frames(22_500, 3, stable=None)
     feed.frames(0, 1, stable=None)
     [w] = feed.weighings
-    assert w["status"] == "complete" and w["weight"] == 22_500
+    assert w["status"] == "complete"
+    assert w["weight"] == 22_500
     assert w["plateau"]["indicator_stable_flag"] is False  # type: ignore[index]
 
 
@@ -133,4 +156,6 @@ def test_tonnes_are_converted_for_thresholds() -> None:
     feed.ramp(32.5, 0, 1, unit="t")
     feed.frames(0.0, 1, unit="t")
     [w] = feed.weighings
-    assert w["weight"] == 32.5 and w["unit"] == "t" and w["weight_kg"] == 32_500
+    assert w["weight"] == 32.5
+    assert w["unit"] == "t"
+    assert w["weight_kg"] == 32_500

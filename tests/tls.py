@@ -64,26 +64,79 @@ class CertificateAuthority:
         config = workdir / "req.cnf"
         config.write_text(_REQ_CONFIG)
         cert, key = workdir / f"{name}.pem", workdir / f"{name}.key"
-        _openssl("req", "-x509", *_EC, "-keyout", key, "-out", cert, "-days", str(days),
-                 "-subj", f"/CN={name}", "-config", config, "-extensions", "v3_ca")
+        _openssl(
+            "req",
+            "-x509",
+            *_EC,
+            "-keyout",
+            key,
+            "-out",
+            cert,
+            "-days",
+            str(days),
+            "-subj",
+            f"/CN={name}",
+            "-config",
+            config,
+            "-extensions",
+            "v3_ca",
+        )
         return cls(name, cert, key, workdir)
 
-    def issue(self, name: str, *, server: bool, dns: tuple[str, ...] = (),
-              ips: tuple[str, ...] = (), days: int = 2) -> Leaf:
+    def issue(
+        self,
+        name: str,
+        *,
+        server: bool,
+        dns: tuple[str, ...] = (),
+        ips: tuple[str, ...] = (),
+        days: int = 2,
+    ) -> Leaf:
         """A leaf certificate for a server (with SANs) or a client, signed by this CA."""
         cert, key = self.workdir / f"{name}.pem", self.workdir / f"{name}.key"
         csr, ext = self.workdir / f"{name}.csr", self.workdir / f"{name}.ext"
         sans = [f"DNS:{d}" for d in dns] + [f"IP:{i}" for i in ips]
-        ext.write_text(_LEAF_EXTENSIONS.format(
-            usage="serverAuth" if server else "clientAuth",
-            san=f"subjectAltName = {', '.join(sans)}" if sans else "",
-        ))
+        ext.write_text(
+            _LEAF_EXTENSIONS.format(
+                usage="serverAuth" if server else "clientAuth",
+                san=f"subjectAltName = {', '.join(sans)}" if sans else "",
+            )
+        )
         common_name = (ips or dns or (name,))[0]
-        _openssl("req", "-new", *_EC, "-keyout", key, "-out", csr, "-subj", f"/CN={common_name}",
-                 "-config", self.workdir / "req.cnf")
-        _openssl("x509", "-req", "-in", csr, "-CA", self.cert, "-CAkey", self.key,
-                 "-set_serial", str(secrets.randbits(63)), "-days", str(days), "-sha256",
-                 "-extfile", ext, "-extensions", "leaf", "-out", cert)
+        _openssl(
+            "req",
+            "-new",
+            *_EC,
+            "-keyout",
+            key,
+            "-out",
+            csr,
+            "-subj",
+            f"/CN={common_name}",
+            "-config",
+            self.workdir / "req.cnf",
+        )
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            csr,
+            "-CA",
+            self.cert,
+            "-CAkey",
+            self.key,
+            "-set_serial",
+            str(secrets.randbits(63)),
+            "-days",
+            str(days),
+            "-sha256",
+            "-extfile",
+            ext,
+            "-extensions",
+            "leaf",
+            "-out",
+            cert,
+        )
         return Leaf(cert, key)
 
 

@@ -63,8 +63,15 @@ def score(data: bytes) -> list[CodecScore]:
     return scores
 
 
-async def listen(port: str, baudrate: int, framing: str, seconds: float,
-                 poll: bytes | None = None, poll_interval_s: float = 0.1) -> bytes:
+async def listen(
+    port: str,
+    baudrate: int,
+    framing: str,
+    seconds: float,
+    *,
+    poll: bytes | None = None,
+    poll_interval_s: float = 0.1,
+) -> bytes:
     """Collect what the port sends in ``seconds``, sending ``poll`` periodically if given."""
     link = SerialLink(port, baudrate=baudrate, framing=framing)
     link.open()
@@ -78,8 +85,9 @@ async def listen(port: str, baudrate: int, framing: str, seconds: float,
                 link.write(poll)
                 next_poll = now + poll_interval_s
             try:
-                heard += await link.read(max(0.001, min(deadline, next_poll) - now)
-                                         if poll else deadline - now)
+                heard += await link.read(
+                    max(0.001, min(deadline, next_poll) - now) if poll else deadline - now
+                )
             except DeviceTimeoutError:
                 continue
     finally:
@@ -97,24 +105,23 @@ def _polls() -> list[bytes | None]:
     return polls
 
 
-async def probe_serial(port: str, *, seconds: float = 1.5,
-                       baudrates: tuple[int, ...] = BAUDRATES) -> list[ProbeAttempt]:
+async def probe_serial(
+    port: str, *, seconds: float = 1.5, baudrates: tuple[int, ...] = BAUDRATES
+) -> list[ProbeAttempt]:
     """Try settings until one gives a convincing protocol; return every attempt made."""
     attempts: list[ProbeAttempt] = []
     for baudrate in baudrates:
         for framing in FRAMINGS:
             for poll in _polls():
                 try:
-                    data = await listen(port, baudrate, framing,
-                                        seconds, poll)
+                    data = await listen(port, baudrate, framing, seconds, poll=poll)
                 except DeviceError as exc:
                     attempts.append(ProbeAttempt(baudrate, framing, 0, None, error=str(exc)))
                     if len(attempts) == 1:
                         return attempts  # the port itself is the problem
                     break  # this setting is not supported by the port
                 best = score(data)[0] if data else None
-                attempts.append(ProbeAttempt(baudrate, framing, len(data), best,
-                                             sent=poll))
+                attempts.append(ProbeAttempt(baudrate, framing, len(data), best, sent=poll))
                 if best is not None and best.convincing:
                     return attempts
     return attempts
