@@ -51,26 +51,12 @@ class SmaCodec(ScaleCodec):
     name: ClassVar[str] = "sma"
     poll_command: ClassVar[bytes | None] = b"\nW\r"
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._skipped = 0  # noise bytes dropped since the last frame start
-        self._in_error = False  # a bad frame was reported; its debris is not reported again
-
     def _decode_buffer(self, at: Stamp) -> list[Decoded]:
         out: list[Decoded] = []
         buf = self._buffer
         while buf:
-            start = buf.find(LF)
-            if start != 0:
-                dropped = len(buf) if start < 0 else start
-                self._skipped += dropped
-                del buf[:dropped]
-                if start < 0:
-                    break
-            if self._skipped and not self._in_error:
-                out.append(FrameError(f"sma: {self._skipped} bytes of noise before LF"))
-                self._in_error = True
-            self._skipped = 0
+            if not self._resync(LF, "LF", out):
+                break
             # The frame ends at the first CR; an LF before it means this one was cut short.
             end = next(
                 (i for i in range(1, min(len(buf), CONTENT_LEN + 2)) if buf[i] in (CR, LF)),

@@ -83,25 +83,14 @@ class ToledoCodec(ScaleCodec):
         super().__init__()
         self.checksum = checksum
         self._frame_len = _BODY_LEN + 1 if checksum else _BODY_LEN
-        self._skipped = 0  # noise bytes dropped since the last frame start
-        self._in_error = False  # a bad frame was reported; its debris is not reported again
 
     def _decode_buffer(self, at: Stamp) -> list[Decoded]:
         out: list[Decoded] = []
         buf = self._buffer
         buf[:] = buf.translate(_MASK)  # idempotent: already-masked bytes stay
         while buf:
-            start = buf.find(STX)
-            if start != 0:
-                dropped = len(buf) if start < 0 else start
-                self._skipped += dropped
-                del buf[:dropped]
-                if start < 0:
-                    break
-            if self._skipped and not self._in_error:
-                out.append(FrameError(f"toledo: {self._skipped} bytes of noise before STX"))
-                self._in_error = True
-            self._skipped = 0
+            if not self._resync(STX, "STX", out):
+                break
             problem = self._first_problem(buf)
             if problem is None and len(buf) < self._frame_len:
                 break  # a good start so far; wait for the rest

@@ -58,24 +58,13 @@ class Xk3190Codec(ScaleCodec):
     def __init__(self, unit: str = "kg") -> None:
         super().__init__()
         self.unit = unit
-        self._skipped = 0  # noise bytes dropped since the last frame start
-        self._in_error = False  # a bad frame was reported; its debris is not reported again
 
     def _decode_buffer(self, at: Stamp) -> list[Decoded]:
         out: list[Decoded] = []
         buf = self._buffer
         while buf:
-            start = buf.find(STX)
-            if start != 0:
-                dropped = len(buf) if start < 0 else start
-                self._skipped += dropped
-                del buf[:dropped]
-                if start < 0:
-                    break
-            if self._skipped and not self._in_error:
-                out.append(FrameError(f"xk3190: {self._skipped} bytes of noise before STX"))
-                self._in_error = True
-            self._skipped = 0
+            if not self._resync(STX, "STX", out):
+                break
             problem = _first_problem(buf)
             if problem is None and len(buf) < FRAME_LEN:
                 break  # a good start so far; wait for the rest
