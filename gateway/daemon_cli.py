@@ -10,8 +10,11 @@ from pathlib import Path
 from gateway import __version__
 from gateway.config import DEFAULT_CONFIG_PATH, load_config
 from gateway.daemon import Daemon
-from gateway.errors import GatewayError
+from gateway.errors import ConfigError, DriverUnavailableError, GatewayError
 from gateway.logs import configure_logging
+
+EX_CONFIG = 78
+"""sysexits.h: the unit file's RestartPreventExitStatus, as restarting cannot fix a config."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,9 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         return asyncio.run(Daemon(config).run())
+    except (ConfigError, DriverUnavailableError) as exc:
+        print(f"edge-gateway: {exc}", file=sys.stderr)
+        return EX_CONFIG
     except GatewayError as exc:
         print(f"edge-gateway: {exc}", file=sys.stderr)
-        return 78  # EX_CONFIG: systemd's Restart=on-failure will not help a bad config
+        return 1
     except KeyboardInterrupt:
         return 130
 
