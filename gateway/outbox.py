@@ -294,10 +294,9 @@ class Outbox:
             if not _is_disk_full(exc):
                 raise OutboxError(f"outbox write failed: {exc}") from exc
             self.stats.disk_full_total += 1
-            log.error(
-                "disk full: evicting all telemetry and state to make room", path=str(self.path)
-            )
-            freed = self._evict_sync(target=0, below=Priority.EVENT)
+            # Make room by a quarter of what is queued, from telemetry and state only.
+            log.error("disk full: evicting the oldest telemetry and state", path=str(self.path))
+            freed = self._evict_sync(target=self.stats.bytes * 3 // 4, below=Priority.EVENT)
             try:
                 records, ev = self._transaction(drafts, acked)
             except sqlite3.Error as exc2:

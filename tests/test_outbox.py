@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.errors import OutboxFullError
 from gateway.outbox import Outbox, seq_ranges
 from gateway.records import GENESIS, Draft, Priority
 
@@ -106,3 +107,25 @@ async def test_concurrent_appends_are_grouped_and_ordered(tmp_path: Path, count:
         assert box.stats.commits_total <= count
     seqs = [r[0].seq for r in results]
     assert sorted(seqs) == list(range(1, count + 1))
+
+
+async def test_a_full_disk_evicts_telemetry_keeps_alarms_and_is_reported(tmp_path: Path) -> None:
+    async with outbox(tmp_path) as box:
+        assert box._db is not None
+        # SQLITE_FULL, the same error a full disk gives, from a page limit on this database.
+        await box._run(box._db.execute, "PRAGMA max_page_count = 60")
+        telemetry = [
+            r.seq for _ in range(300) for r in await box.append([draft(Priority.TELEMETRY, 900)])
+        ]
+        assert len(telemetry) == 300, "telemetry makes room for itself by evicting older telemetry"
+        assert box.stats.disk_full_total >= 1
+        kept = {r.seq for r in await box.read_after(0, 10_000)}
+        assert telemetry[0] not in kept and telemetry[-1] in kept
+        alarms: list[int] = []
+        with pytest.raises(OutboxFullError, match="disk full"):
+            for _ in range(300):
+                alarms += [r.seq for r in await box.append([draft(Priority.ALARM, 900)])]
+        kept = {r.seq for r in await box.read_after(0, 10_000)}
+        assert set(alarms) <= kept, "alarms are never evicted, even when the disk is full"
+        assert not kept & set(telemetry), "all telemetry went before the alarms were refused"
+        assert box.stats.last_error is not None
