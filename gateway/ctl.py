@@ -46,6 +46,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 def _fmt_reading(reading: dict[str, Any] | None) -> str:
     if not reading:
         return "-"
+    if "values" in reading:
+        return " ".join(f"{k}={v}" for k, v in reading["values"].items())
     stable = {True: "stable", False: "motion", None: ""}[reading.get("stable")]
     rng = "" if reading.get("in_range", True) else " OUT OF RANGE"
     return f"{reading.get('weight')} {reading.get('unit')} {stable}{rng}".strip()

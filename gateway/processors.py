@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Protocol
 
 from gateway.config import DeviceSection
-from gateway.readings import Reading
+from gateway.points import PointsKeys, PointsProcessor
+from gateway.readings import PointsRead, Reading, WeightMeasured
 from gateway.records import Draft
-from gateway.weighing import WeighingProcessor, WeighingSettings
+from gateway.weighing import WeighingKeys, WeighingProcessor
 
 
 class Processor(Protocol):
@@ -18,12 +19,29 @@ class Processor(Protocol):
         ...
 
 
+class _Dispatch:
+    """Routes each reading type to the processor for it (a device yields one type)."""
+
+    def __init__(self, config: DeviceSection) -> None:
+        self.weighing = (
+            WeighingProcessor(config.id, config.weighing_settings())
+            if isinstance(config, WeighingKeys)
+            else None
+        )
+        self.points = (
+            PointsProcessor(config.id, config.telemetry_interval_s)
+            if isinstance(config, PointsKeys)
+            else None
+        )
+
+    def feed(self, reading: Reading) -> list[Draft]:
+        if isinstance(reading, WeightMeasured) and self.weighing is not None:
+            return self.weighing.feed(reading)
+        if isinstance(reading, PointsRead) and self.points is not None:
+            return self.points.feed(reading)
+        raise TypeError(f"no processor for {type(reading).__name__}")
+
+
 def processor_for(config: DeviceSection) -> Processor:
-    """The processor for a device, chosen by its driver family."""
-    family = config.driver.partition(".")[0]
-    if family == "scale":
-        values = config.model_dump()
-        fields = WeighingSettings.__dataclass_fields__
-        settings = WeighingSettings(**{k: values[k] for k in fields if k in values})
-        return WeighingProcessor(config.id, settings)
-    raise ValueError(f"no processor for driver family {family!r}")
+    """The processor for a device, chosen by the keys its config model carries."""
+    return _Dispatch(config)

@@ -64,5 +64,22 @@ class WeightMeasured:
         return self.weight * factor
 
 
-Reading = WeightMeasured
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PointsRead:
+    """Values polled from a register-mapped device (Modbus) in one round.
+
+    Attributes:
+        values: point name -> scaled value (``None`` when the read failed this round).
+        bits: named status bits, ``"point.bit"`` -> state.
+        errors: point name -> why it has no value this round.
+        at: when the round finished.
+    """
+
+    values: dict[str, float | int | bool | None]
+    bits: dict[str, bool]
+    errors: dict[str, str]
+    at: Stamp
+
+
+Reading = WeightMeasured | PointsRead
 """Union of every reading type; grows as driver families are added."""

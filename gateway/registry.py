@@ -26,6 +26,8 @@ BUILTIN: dict[str, tuple[str, str, str | None]] = {
     "scale.sma": ("drivers.scale.driver", "SerialScaleDriver", None),
     "scale.xk3190": ("drivers.scale.driver", "SerialScaleDriver", None),
     "scale.mtsics": ("drivers.scale.driver", "SerialScaleDriver", None),
+    "scale.modbus": ("drivers.modbus.driver", "ModbusScaleDriver", None),
+    "modbus": ("drivers.modbus.driver", "ModbusDriver", None),
 }
 
 

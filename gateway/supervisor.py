@@ -20,7 +20,7 @@ from gateway.config import DeviceSection
 from gateway.errors import DriverUnavailableError, GatewayError
 from gateway.health import DeviceHealth, DeviceState
 from gateway.processors import processor_for
-from gateway.readings import Reading
+from gateway.readings import PointsRead, Reading
 from gateway.records import Draft
 from gateway.registry import create_driver
 
@@ -31,6 +31,8 @@ Emit = Callable[[list[Draft]], Awaitable[object]]
 
 def reading_summary(reading: Reading) -> dict[str, object]:
     """The few fields of a reading shown in device state and ``gatewayctl status``."""
+    if isinstance(reading, PointsRead):
+        return {"values": reading.values, "errors": reading.errors}
     return {
         "weight": reading.weight,
         "unit": reading.unit,

@@ -17,8 +17,29 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
+from pydantic import Field
+
+from gateway.config import DeviceSection
 from gateway.readings import WeightMeasured
 from gateway.records import Draft, Priority, rfc3339
+
+
+class WeighingKeys(DeviceSection):
+    """``[[devices]]`` keys every scale driver accepts, whatever its transport."""
+
+    telemetry_interval_s: float = Field(default=1.0, ge=0, description="0 sends every reading")
+    min_weight_kg: float = Field(default=200.0, gt=0, description="above this a vehicle is on")
+    stable_window_s: float = Field(default=2.0, gt=0, description="stable this long = final")
+    stable_tolerance_kg: float = Field(default=20.0, ge=0, description="plateau spread allowed")
+
+    def weighing_settings(self) -> WeighingSettings:
+        """The processor's settings from these keys."""
+        return WeighingSettings(
+            min_weight_kg=self.min_weight_kg,
+            stable_window_s=self.stable_window_s,
+            stable_tolerance_kg=self.stable_tolerance_kg,
+            telemetry_interval_s=self.telemetry_interval_s,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -14,11 +14,12 @@ from drivers.serial_link import SerialLink
 from gateway.config import DeviceSection
 from gateway.errors import DeviceTimeoutError, FrameError
 from gateway.readings import Reading, Stamp
+from gateway.weighing import WeighingKeys
 
 ScaleDriverName = Literal["scale.toledo", "scale.sma", "scale.xk3190", "scale.mtsics"]
 
 
-class ScaleConfig(DeviceSection):
+class ScaleConfig(WeighingKeys):
     """``[[devices]]`` keys for a serial scale (weighing keys are used by the processor)."""
 
     driver: ScaleDriverName
@@ -28,10 +29,6 @@ class ScaleConfig(DeviceSection):
     checksum: bool = Field(default=True, description="Toledo: 18th checksum byte present")
     silence_timeout_s: float = Field(default=5.0, gt=0, description="no bytes this long = down")
     poll_interval_s: float = Field(default=0.1, gt=0, description="command/response protocols")
-    telemetry_interval_s: float = Field(default=1.0, ge=0, description="0 sends every reading")
-    min_weight_kg: float = Field(default=200.0, gt=0, description="above this a vehicle is on")
-    stable_window_s: float = Field(default=2.0, gt=0, description="stable this long = final")
-    stable_tolerance_kg: float = Field(default=20.0, ge=0, description="plateau spread allowed")
 
 
 def make_codec(config: ScaleConfig) -> ScaleCodec:

@@ -1,0 +1,1 @@
+"""Modbus RTU and TCP devices: register maps from config, polled on pymodbus."""
