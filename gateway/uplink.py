@@ -70,8 +70,8 @@ def _status_payload(state: str, config: GatewayConfig) -> bytes:
     ).encode()
 
 
-def _json_properties() -> Properties:
-    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+def _json_properties(packet: int = PacketTypes.PUBLISH) -> Properties:
+    props = Properties(packet)  # type: ignore[no-untyped-call]
     props.ContentType = "application/json"
     return props
 
@@ -86,7 +86,11 @@ def build_client(config: GatewayConfig) -> mqtt.Client:
     first = random.uniform(cfg.reconnect_min_s, 2 * cfg.reconnect_min_s)
     client.reconnect_delay_set(min_delay=max(1, round(first)), max_delay=int(cfg.reconnect_max_s))
     client.will_set(
-        f"{config.gateway.root}/status", _status_payload("offline", config), qos=1, retain=True
+        f"{config.gateway.root}/status",
+        _status_payload("offline", config),
+        qos=1,
+        retain=True,
+        properties=_json_properties(PacketTypes.WILLMESSAGE),
     )
     if cfg.username is not None:
         password = None
@@ -155,7 +159,11 @@ class Uplink:
             await asyncio.gather(self._task, return_exceptions=True)
         if self._connected.is_set():
             info = self._client.publish(
-                f"{self.root}/status", _status_payload("offline", self.config), qos=1, retain=True
+                f"{self.root}/status",
+                _status_payload("offline", self.config),
+                qos=1,
+                retain=True,
+                properties=_json_properties(),
             )
             self._status_mid = info.mid
             try:
@@ -230,7 +238,11 @@ class Uplink:
             self._call(self._refuse, f"broker refused connection: {reason}")
             return
         client.publish(
-            f"{self.root}/status", _status_payload("online", self.config), qos=1, retain=True
+            f"{self.root}/status",
+            _status_payload("online", self.config),
+            qos=1,
+            retain=True,
+            properties=_json_properties(),
         )
         self._call(self._up)
 
