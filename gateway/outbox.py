@@ -24,6 +24,7 @@ All SQLite work runs on one dedicated thread so fsync never blocks the event loo
 from __future__ import annotations
 
 import asyncio
+import bisect
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +43,10 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 EVICTION_TOPIC = "event/outbox_evicted"
+ACK_DELAY_S = 0.05
+"""How long acknowledgements gather before their deletion is committed."""
+TAIL_RECORDS = 4096
+"""Newest records kept in memory so the uplink rarely reads the database."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -122,6 +127,8 @@ class Outbox:
         self._db: sqlite3.Connection | None = None
         self._pending: list[tuple[Sequence[Draft], asyncio.Future[list[Record]]]] = []
         self._acked: list[int] = []
+        self._ack_timer: asyncio.TimerHandle | None = None
+        self._tail: list[Record] = []  # newest committed records, contiguous up to last_seq
         self._flusher: asyncio.Task[None] | None = None
         self._last_hash = GENESIS
 
@@ -142,6 +149,9 @@ class Outbox:
         """Commit what is pending (appends and acks), then close. Idempotent."""
         if self._flusher is not None:
             await asyncio.shield(self._flusher)
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
         if self._acked or self._pending:
             await self._flush()
         if self._db is not None:
@@ -173,12 +183,30 @@ class Outbox:
         return await future
 
     def ack(self, seq: int) -> None:
-        """The broker acknowledged ``seq``: delete it with the next commit."""
+        """The broker acknowledged ``seq``: delete it with a later commit.
+
+        Deletions are gathered for ``ACK_DELAY_S`` and committed without waiting for
+        fsync: losing one in a power cut only means sending that record again, which
+        consumers already de-duplicate by ``id``.
+        """
         self._acked.append(seq)
+        if self._ack_timer is None:
+            self._ack_timer = asyncio.get_running_loop().call_later(ACK_DELAY_S, self._ack_due)
+
+    def _ack_due(self) -> None:
+        self._ack_timer = None
         self._kick()
 
     async def read_after(self, seq: int, limit: int) -> list[Record]:
-        """Records with ``seq`` greater than the given one, oldest first."""
+        """Records with ``seq`` greater than the given one, oldest first.
+
+        Recently committed records are served from memory; older ones (a backlog
+        after an outage or a restart) from the database.
+        """
+        tail = self._tail
+        if tail and tail[0].seq <= seq + 1:
+            start = bisect.bisect_right(tail, seq, key=lambda r: r.seq)
+            return tail[start : start + limit]
         rows = await self._run(self._read_sync, seq, limit)
         return [
             Record(
@@ -222,9 +250,19 @@ class Outbox:
                 fut.set_result(records[start : start + len(ds)])
             start += len(ds)
         if records:
+            self._remember(records)
             self.changed.set()
         if eviction.count:
+            if self._tail:
+                gone = set(eviction.seqs)
+                self._tail = [r for r in self._tail if r.seq not in gone]
             self._report_eviction(eviction)
+
+    def _remember(self, records: list[Record]) -> None:
+        """Keep the newest committed records in memory for the uplink."""
+        self._tail.extend(records)
+        if len(self._tail) > 2 * TAIL_RECORDS:
+            del self._tail[:-TAIL_RECORDS]
 
     def _report_eviction(self, ev: Eviction) -> None:
         log.warning(
@@ -287,6 +325,8 @@ class Outbox:
         ).fetchall()
 
     def _commit_sync(self, drafts: list[Draft], acked: list[int]) -> tuple[list[Record], Eviction]:
+        if not drafts:
+            return self._delete_only(acked)
         try:
             return self._transaction(drafts, acked)
         except sqlite3.Error as exc:
@@ -310,6 +350,19 @@ class Outbox:
             for k, v in freed.by_priority.items():
                 ev.by_priority[k] = ev.by_priority.get(k, 0) + v
             return records, ev
+
+    def _delete_only(self, acked: list[int]) -> tuple[list[Record], Eviction]:
+        """A commit of deletions only: no fsync (the next FULL commit syncs it anyway)."""
+        db = self._db
+        assert db is not None
+        db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            return self._transaction([], acked)
+        except sqlite3.Error as exc:
+            self._db_rollback()
+            raise OutboxError(f"outbox delete failed: {exc}") from exc
+        finally:
+            db.execute("PRAGMA synchronous=FULL")
 
     def _db_rollback(self) -> None:
         assert self._db is not None

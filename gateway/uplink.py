@@ -21,6 +21,7 @@ import json
 import random
 import ssl
 import sys
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -142,6 +143,9 @@ class Uplink:
         self._client.on_connect_fail = self._on_connect_fail
         self._refused = False
         self._client.on_publish = self._on_publish
+        self._acks: list[tuple[int, bool, str]] = []
+        self._acks_lock = threading.Lock()
+        self._acks_scheduled = False
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -257,7 +261,20 @@ class Uplink:
         self._call(self._down, str(reason))
 
     def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, reason: Any, _p: Any) -> None:
-        self._call(self._acked, mid, reason.is_failure, str(reason))
+        # PUBACKs arrive in bursts: hand them over in batches, one loop wake-up per batch.
+        with self._acks_lock:
+            self._acks.append((mid, reason.is_failure, str(reason)))
+            if self._acks_scheduled:
+                return
+            self._acks_scheduled = True
+        self._call(self._drain_acks)
+
+    def _drain_acks(self) -> None:
+        with self._acks_lock:
+            acks, self._acks = self._acks, []
+            self._acks_scheduled = False
+        for mid, failed, reason in acks:
+            self._acked(mid, failed, reason)
 
     # -- state changes (event loop) ----------------------------------------------------
 

@@ -86,6 +86,7 @@ async def test_over_the_cap_telemetry_goes_first_and_alarms_never(tmp_path: Path
         kept = {r.seq for r in await box.read_after(0, 1000)}
         assert {r.seq for r in alarms + more} <= kept
         assert not kept & {r.seq for r in events}
+    async with outbox(tmp_path, max_bytes=64 * 1024) as box:  # reopened: reports committed
         reports = [
             json.loads(r.payload)
             for r in await box.read_after(0, 1000)
