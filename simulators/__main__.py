@@ -3,6 +3,8 @@
 Example: ``python -m simulators scale --protocol toledo --link /tmp/scale0 --trucks 3``
 prints where the pty is, plays three trucks and exits 0; without ``--trucks`` it plays
 until SIGINT or SIGTERM, then removes the link and exits 0.
+``python -m simulators modbus --tcp 5020 --profile scale-int32 --unit 1 --unit 2`` does the
+same with Modbus slaves (``--rtu /tmp/modbus0`` for RTU on a pty).
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from pathlib import Path
 from drivers.scale.protocols import CODECS
 from simulators.central import CentralView
 from simulators.demo import run_demo
+from simulators.modbus import FAULTS as MODBUS_FAULTS
+from simulators.modbus import PROFILES as MODBUS_PROFILES
+from simulators.modbus import ModbusSimulator
 from simulators.scale import FAULTS, ScaleSimulator
 
 
@@ -25,6 +30,14 @@ def _fault_list(text: str) -> frozenset[str]:
     faults = frozenset(f.strip() for f in text.split(",") if f.strip())
     if unknown := faults - set(FAULTS):
         raise argparse.ArgumentTypeError(f"unknown faults {sorted(unknown)}; known: {FAULTS}")
+    return faults
+
+
+def _modbus_fault_list(text: str) -> frozenset[str]:
+    faults = frozenset(f.strip() for f in text.split(",") if f.strip())
+    if unknown := faults - set(MODBUS_FAULTS):
+        known = ",".join(MODBUS_FAULTS)
+        raise argparse.ArgumentTypeError(f"unknown faults {sorted(unknown)}; known: {known}")
     return faults
 
 
@@ -56,6 +69,25 @@ def _parser() -> argparse.ArgumentParser:
     scale.add_argument("--seed", type=int, default=None, help="reproducible weights and faults")
     scale.add_argument("--rate-hz", type=_positive, default=10.0, help="frames per second")
     scale.set_defaults(run=lambda args: asyncio.run(_run_scale(args)))
+
+    modbus = devices.add_parser("modbus", help="Modbus slaves: scale transmitters or sensors")
+    where = modbus.add_mutually_exclusive_group(required=True)
+    where.add_argument("--tcp", type=int, metavar="PORT", help="Modbus TCP on 127.0.0.1:PORT")
+    where.add_argument("--rtu", type=Path, metavar="PATH", help="Modbus RTU, symlink to a pty")
+    modbus.add_argument("--profile", required=True, choices=MODBUS_PROFILES)
+    modbus.add_argument(
+        "--unit", type=int, action="append", dest="units", help="unit id, repeatable (default 1)"
+    )
+    modbus.add_argument(
+        "--faults",
+        type=_modbus_fault_list,
+        default=frozenset(),
+        help=f"comma list of {','.join(MODBUS_FAULTS)}",
+    )
+    modbus.add_argument("--trucks", type=_count, default=None, help="default: forever")
+    modbus.add_argument("--speed", type=_positive, default=1.0, help="time compression")
+    modbus.add_argument("--seed", type=int, default=None, help="reproducible weights and faults")
+    modbus.set_defaults(run=lambda args: asyncio.run(_run_modbus(args)))
 
     demo = devices.add_parser("demo", help="the whole demo checkpoint, with central's live view")
     demo.add_argument("--dir", type=Path, default=Path("demo-data"), help="config, outbox, logs")
@@ -110,6 +142,41 @@ async def _run_scale(args: argparse.Namespace) -> int:
                 task.cancel()
             await asyncio.wait([finished, stopped])
     logging.getLogger(__name__).info("scale simulator done: %s", sim.stats)
+    return 0
+
+
+async def _run_modbus(args: argparse.Namespace) -> int:
+    try:
+        sim = ModbusSimulator(
+            profile=args.profile,
+            tcp_port=args.tcp,
+            rtu_link=args.rtu,
+            units=args.units or (1,),
+            faults=args.faults,
+            trucks=args.trucks,
+            speed=args.speed,
+            seed=args.seed,
+        )
+    except ValueError as exc:  # units out of range, crc without RTU
+        print(f"simulator: {exc}", file=sys.stderr)
+        return 2
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with sim:
+        where = f"{sim.link} (slave {sim.slave_name})" if sim.link else f"{sim.host}:{sim.port}"
+        units = ",".join(map(str, sim.units))
+        print(f"modbus simulator {args.profile} on {where}, units {units}", flush=True)
+        finished = asyncio.create_task(sim.finished.wait(), name="finished")
+        stopped = asyncio.create_task(stop.wait(), name="stopped")
+        try:
+            await asyncio.wait([finished, stopped], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (finished, stopped):
+                task.cancel()
+            await asyncio.wait([finished, stopped])
+    logging.getLogger(__name__).info("modbus simulator done: %s", sim.stats)
     return 0
 
 

@@ -21,13 +21,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import itertools
 import logging
 import os
 import random
 import tty
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -35,6 +34,9 @@ from typing import Self
 
 from drivers.scale.protocols import CODECS
 from gateway.readings import Stamp, WeightMeasured
+
+# F401: the weight range moved to simulators.trucks; callers still import it from here.
+from simulators.trucks import MAX_KG, MIN_KG, STEP_KG, ScaleState, TruckTimeline  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -50,29 +52,14 @@ DEFAULT_FAULT_RATES: dict[str, float] = {
 }
 """Probability of each fault; frame faults per frame sent, outages per tick."""
 
-# The life of one truck on the scale, in seconds at speed 1 (divided by ``speed``).
-EMPTY_S = 1.0
-DRIVE_ON_S = 1.5
-PLATEAU_S = 3.0
-DRIVE_OFF_S = 1.0
-TAIL_S = 2.0  # stable zero after the last truck, before finishing
+# Outages, in seconds at speed 1 (divided by ``speed``). The trucks' timeline (how long
+# each phase lasts, the weights) is :class:`simulators.trucks.TruckTimeline`.
 SILENCE_S = 2.0
 DISCONNECT_S = 1.0
-
-MIN_KG, MAX_KG, STEP_KG = 8_000, 44_000, 20  # plateau weights: a loaded truck, 20 kg steps
-ENDLESS_HISTORY = 100  # plateau weights kept when playing trucks forever
 
 STREAMING = frozenset({"toledo", "xk3190"})  # protocols that send without being asked
 ESC = 0x1B
 MAX_COMMAND = 64  # bytes of an unfinished command kept before it is thrown away
-
-
-@dataclass(frozen=True, slots=True)
-class ScaleState:
-    """What the indicator shows at one tick."""
-
-    weight_kg: int
-    motion: bool
 
 
 @dataclass(slots=True)
@@ -155,10 +142,9 @@ class ScaleSimulator:
         self.seed = seed if seed is not None else random.randrange(2**32)
         # Separate streams, so that faults (whose draws depend on polling timing) never
         # change the weights or the ramps.
-        self._weights_rng = random.Random(f"{self.seed}:weights")
-        self._motion_rng = random.Random(f"{self.seed}:motion")
+        self._timeline = TruckTimeline(trucks=trucks, speed=speed, rate_hz=rate_hz, seed=self.seed)
         self._fault_rng = random.Random(f"{self.seed}:faults")
-        self.truck_weights_kg: list[int] = [self._draw_weight() for _ in range(trucks or 0)]
+        self.truck_weights_kg: list[int] = self._timeline.weights_kg  # the same list
         self.finished = asyncio.Event()
         self.link_ready = asyncio.Event()
         self.stats = SimulatorStats()
@@ -315,7 +301,7 @@ class ScaleSimulator:
         period = 1.0 / self.rate_hz
         next_tick = loop.time()
         try:
-            for state in self._timeline():
+            for state in self._timeline:
                 self._state = state
                 self._tick(loop.time())
                 # Keep the nominal rate, but do not burst to catch up after a stall.
@@ -360,51 +346,6 @@ class ScaleSimulator:
             self._close_pty()
             self._reopen_at = now + DISCONNECT_S / self.speed
             log.info("scale simulator: disconnected %s", self.link)
-
-    def _timeline(self) -> Iterator[ScaleState]:
-        """Every tick's state, truck after truck, then the trailing zero."""
-        indices: Iterable[int] = itertools.count() if self.trucks is None else range(self.trucks)
-        for index in indices:
-            if self.trucks is None:
-                self.truck_weights_kg.append(self._draw_weight())
-                del self.truck_weights_kg[:-ENDLESS_HISTORY]
-                weight = self.truck_weights_kg[-1]
-            else:
-                weight = self.truck_weights_kg[index]
-            yield from self._hold(0, EMPTY_S)
-            yield from self._ramp(0, weight, DRIVE_ON_S)
-            yield from self._hold(weight, PLATEAU_S)
-            yield from self._ramp(weight, 0, DRIVE_OFF_S)
-        yield from self._hold(0, TAIL_S)
-
-    def _ticks(self, seconds: float) -> int:
-        return max(1, round(seconds / self.speed * self.rate_hz))
-
-    def _hold(self, weight_kg: int, seconds: float) -> Iterator[ScaleState]:
-        state = ScaleState(weight_kg=weight_kg, motion=False)
-        for _ in range(self._ticks(seconds)):
-            yield state
-
-    def _ramp(self, start: int, end: int, seconds: float) -> Iterator[ScaleState]:
-        """Axles rolling on or off: a rising or falling value with some bounce.
-
-        Consecutive values always differ, so a protocol without a motion flag
-        (XK3190) still shows the motion.
-        """
-        ticks = self._ticks(seconds)
-        top = max(start, end)
-        previous = start
-        for i in range(1, ticks + 1):
-            level = start + (end - start) * i / (ticks + 1)
-            level += self._motion_rng.uniform(-0.03, 0.03) * top
-            value = min(max(round(level / STEP_KG) * STEP_KG, 0), top + top // 20)
-            if value == previous:
-                value += STEP_KG if value + STEP_KG <= top else -STEP_KG
-            previous = value
-            yield ScaleState(weight_kg=value, motion=True)
-
-    def _draw_weight(self) -> int:
-        return self._weights_rng.randrange(MIN_KG, MAX_KG + STEP_KG, STEP_KG)
 
     # -- bytes out --------------------------------------------------------------------
 
