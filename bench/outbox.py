@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import random
@@ -62,6 +63,7 @@ ROOT = f"customs/{SITE}/{GATEWAY}"
 CHUNK_BYTES = 4096
 PRODUCERS = 4
 ROUNDS = 3
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 TARGET_RATIO = 0.70
 TIMEOUT_S = 600.0
 
@@ -89,8 +91,8 @@ def _wait_port(port: int, timeout_s: float = 10.0) -> None:
 
 
 @contextlib.contextmanager
-def mosquitto() -> Iterator[int]:
-    """A private mosquitto on a free loopback port (no persistence); yields the port."""
+def mosquitto() -> Iterator[tuple[int, int]]:
+    """A private mosquitto on a free loopback port (no persistence); yields (port, pid)."""
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(binary).exists():
         raise RuntimeError("mosquitto is not installed: apt-get install mosquitto")
@@ -110,7 +112,7 @@ def mosquitto() -> Iterator[int]:
         )
         try:
             _wait_port(port)
-            yield port
+            yield port, proc.pid
         finally:
             proc.terminate()
             try:
@@ -118,6 +120,52 @@ def mosquitto() -> Iterator[int]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+# -- CPU accounting ----------------------------------------------------------------------
+
+
+def _machine_busy_s() -> float:
+    """CPU seconds all CPUs spent busy since boot (/proc/stat, idle and iowait excluded)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
+
+
+def _pid_cpu_s(pid: int) -> float:
+    """utime + stime of a process in seconds (/proc/PID/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+@dataclass
+class Usage:
+    """Wall and CPU time of one timed region."""
+
+    wall_s: float = 0.0
+    self_cpu_s: float = 0.0  # this process, all threads
+    broker_cpu_s: float = 0.0
+    other_cpu_s: float = 0.0  # everything else on the machine (other people's work)
+
+
+class Probe:
+    """Measures a timed region: wall clock, our CPU, the broker's, everyone else's."""
+
+    def __init__(self, broker_pid: int) -> None:
+        self.broker_pid = broker_pid
+        self.usage = Usage()
+        self._t = self._cpu = self._broker = self._busy = 0.0
+
+    def start(self) -> None:
+        self._busy, self._broker = _machine_busy_s(), _pid_cpu_s(self.broker_pid)
+        self._cpu, self._t = time.process_time(), time.perf_counter()
+
+    def stop(self) -> Usage:
+        wall, cpu = time.perf_counter() - self._t, time.process_time() - self._cpu
+        broker = _pid_cpu_s(self.broker_pid) - self._broker
+        busy = _machine_busy_s() - self._busy
+        self.usage = Usage(wall, cpu, broker, max(0.0, busy - cpu - broker))
+        return self.usage
 
 
 # -- driver output -----------------------------------------------------------------------
@@ -168,7 +216,7 @@ def padding(payload_bytes: int | None) -> tuple[dict[str, Any], int]:
 
 @dataclass
 class GatewayResult:
-    elapsed_s: float
+    usage: Usage
     commits: int
     appended: int
     payloads: list[bytes]
@@ -191,6 +239,7 @@ def _config(data_dir: Path, port: int, inflight: int) -> GatewayConfig:
 
 async def run_gateway(
     port: int,
+    broker_pid: int,
     n: int,
     inflight: int,
     streams: list[list[bytes]],
@@ -238,12 +287,14 @@ async def run_gateway(
                         count += len(drafts)
                     return count
 
-                start = time.perf_counter()
+                probe = Probe(broker_pid)
+                gc.collect()
+                probe.start()
                 async with asyncio.timeout(TIMEOUT_S):
                     counts = await asyncio.gather(*(produce(s) for s in streams))
                     # Every record is committed now; wait until each one was PUBACKed.
                     await uplink.drained(TIMEOUT_S)
-                elapsed = time.perf_counter() - start
+                usage = probe.stop()
                 if sum(counts) != n or uplink.stats.acked_total != n:
                     raise RuntimeError(
                         f"gateway: decoded {sum(counts)}, acked "
@@ -251,13 +302,13 @@ async def run_gateway(
                     )
             commits, appended = outbox.stats.commits_total, outbox.stats.appended_total
         acked.sort(key=lambda r: r.seq)
-        return GatewayResult(elapsed, commits, appended, [r.payload for r in acked])
+        return GatewayResult(usage, commits, appended, [r.payload for r in acked])
 
 
 # -- baseline ----------------------------------------------------------------------------
 
 
-def run_baseline(port: int, payloads: list[bytes], inflight: int) -> float:
+def run_baseline(port: int, broker_pid: int, payloads: list[bytes], inflight: int) -> Usage:
     """Raw paho: publish the payloads QoS 1, at most ``inflight`` outstanding; seconds."""
     n = len(payloads)
     window = threading.BoundedSemaphore(inflight)
@@ -293,19 +344,21 @@ def run_baseline(port: int, payloads: list[bytes], inflight: int) -> float:
     try:
         if not connected.wait(10):
             raise RuntimeError("baseline client could not connect")
-        start = time.perf_counter()
+        probe = Probe(broker_pid)
+        gc.collect()
+        probe.start()
         for payload in payloads:
             window.acquire()
             client.publish(topic, payload, qos=1, properties=props)
         if not done.wait(TIMEOUT_S):
             raise RuntimeError(f"baseline: only {acked} of {n} acknowledged")
-        elapsed = time.perf_counter() - start
+        usage = probe.stop()
     finally:
         client.disconnect()
         client.loop_stop()
     if failed:
         raise RuntimeError(f"baseline: broker rejected {len(failed)}: {failed[0]}")
-    return elapsed
+    return usage
 
 
 # -- report ------------------------------------------------------------------------------
@@ -322,65 +375,77 @@ def rss_mib() -> tuple[float, float]:
     return peak, current
 
 
+def _line(label: str, n: int, u: Usage, extra: str = "") -> str:
+    return (
+        f"{label:<8} {n / u.wall_s:>7,.0f} rec/s  cpu {u.self_cpu_s / n * 1e6:>4.0f} us/rec"
+        f"  broker {u.broker_cpu_s / u.wall_s:>4.0%}  other load {u.other_cpu_s / u.wall_s:>4.0%}"
+        f"{extra}"
+    )
+
+
 async def main_async(args: argparse.Namespace) -> None:
-    n, window = args.records, args.inflight
+    n, window, rounds = args.records, args.inflight, args.rounds
     pad, natural = padding(args.payload_bytes)
     streams = device_streams(n, PRODUCERS)
     chunks = sum(len(s) for s in streams)
     print(
         f"outbox bench: {n} records, {PRODUCERS} producers, {chunks} chunks of "
-        f"<= {CHUNK_BYTES} B, inflight window {window}, {ROUNDS} rounds, "
-        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs",
+        f"<= {CHUNK_BYTES} B, inflight window {window}, {rounds} rounds, "
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+        f"loadavg {os.getloadavg()[0]:.2f}",
         flush=True,
     )
 
-    with mosquitto() as port:
+    with mosquitto() as (port, broker_pid):
         # Warm-up gateway run (untimed): warms the broker and yields the exact payloads
         # the outbox produces, which the baseline then publishes byte for byte.
-        warm = await run_gateway(port, n, window, streams, pad, keep_payloads=True)
+        warm = await run_gateway(port, broker_pid, n, window, streams, pad, keep_payloads=True)
         payloads = warm.payloads
         if len(payloads) != n:
             raise RuntimeError(f"warm-up captured {len(payloads)} payloads, expected {n}")
         sizes = [len(p) for p in payloads]
         print(
-            f"warm-up gateway run: {n / warm.elapsed_s:,.0f} rec/s (not counted); "
+            f"warm-up gateway run: {n / warm.usage.wall_s:,.0f} rec/s (not counted); "
             f"payload {statistics.median(sizes):.0f} B median "
             f"(natural envelope ~{natural} B)",
             flush=True,
         )
+        print("cpu = this process, all threads; broker and other load in % of one CPU")
 
-        base_s: list[float] = []
+        base: list[Usage] = []
         gw: list[GatewayResult] = []
-        for i in range(ROUNDS):
-            elapsed = await asyncio.to_thread(run_baseline, port, payloads, window)
-            base_s.append(elapsed)
-            print(f"  round {i + 1}: baseline {n / elapsed:>9,.0f} rec/s", flush=True)
-            result = await run_gateway(port, n, window, streams, pad, keep_payloads=False)
-            gw.append(result)
-            print(
-                f"  round {i + 1}: gateway  {n / result.elapsed_s:>9,.0f} rec/s  "
-                f"({result.commits} commits, {result.appended / result.commits:.1f} "
-                f"records/commit)",
-                flush=True,
+        for i in range(rounds):
+            usage = await asyncio.to_thread(run_baseline, port, broker_pid, payloads, window)
+            base.append(usage)
+            print(f"  round {i + 1}: " + _line("baseline", n, usage), flush=True)
+            result = await run_gateway(
+                port, broker_pid, n, window, streams, pad, keep_payloads=False
             )
+            gw.append(result)
+            extra = f"  {result.commits} commits"
+            print(f"  round {i + 1}: " + _line("gateway", n, result.usage, extra), flush=True)
         peak, current = rss_mib()
 
-    base_rate = statistics.median(n / s for s in base_s)
-    gw_rate = statistics.median(n / r.elapsed_s for r in gw)
+    base_rate = statistics.median(n / u.wall_s for u in base)
+    gw_rate = statistics.median(n / r.usage.wall_s for r in gw)
     ratio = gw_rate / base_rate
+    base_cpu = statistics.median(u.self_cpu_s / n * 1e6 for u in base)
+    gw_cpu = statistics.median(r.usage.self_cpu_s / n * 1e6 for r in gw)
+    other = max(u.other_cpu_s / u.wall_s for u in [*base, *(r.usage for r in gw)])
     commits = statistics.median(r.commits for r in gw)
     verdict = "PASS" if ratio >= TARGET_RATIO else "FAIL"
     rows = [
         ("records", f"{n}"),
         ("payload bytes (median)", f"{statistics.median(sizes):.0f}"),
         ("inflight window", f"{window}"),
-        ("baseline rec/s (median of 3)", f"{base_rate:,.0f}"),
-        ("gateway rec/s (median of 3)", f"{gw_rate:,.0f}"),
+        (f"baseline rec/s (median of {rounds})", f"{base_rate:,.0f}"),
+        (f"gateway rec/s (median of {rounds})", f"{gw_rate:,.0f}"),
         ("ratio gateway/baseline", f"{ratio:.2f}"),
         (f"target >= {TARGET_RATIO:.2f}", verdict),
+        ("process CPU per record", f"baseline {base_cpu:.0f} us, gateway {gw_cpu:.0f} us"),
         (
             "outbox commits_total (median run)",
-            f"{commits:.0f} (appends and ack-deletes; {n / commits:.1f} records/commit)",
+            f"{commits:.0f} (appends + ack deletions; {n / commits:.1f} records/commit)",
         ),
         ("gateway process RSS, peak", f"{peak:.1f} MiB (ru_maxrss)"),
         ("gateway process RSS, now", f"{current:.1f} MiB (VmRSS)"),
@@ -388,10 +453,15 @@ async def main_async(args: argparse.Namespace) -> None:
     width = max(len(k) for k, _ in rows)
     print()
     print("The gateway path runs inside this benchmark process, so its RSS is this process's.")
-    print("-" * (width + 40))
+    print("-" * (width + 50))
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
-    print("-" * (width + 40))
+    print("-" * (width + 50))
+    if other > 0.25:
+        print(
+            f"note: other processes used up to {other:.0%} of a CPU during timed runs "
+            f"({os.cpu_count()} CPUs here); rates are noisy, compare CPU per record."
+        )
 
 
 def main() -> int:
@@ -404,9 +474,10 @@ def main() -> int:
         help="pad each envelope to about this many bytes (default: natural)",
     )
     parser.add_argument("--inflight", type=int, default=32, help="QoS 1 in-flight window")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="alternating rounds per path")
     args = parser.parse_args()
-    if args.records < PRODUCERS or args.inflight < 1:
-        parser.error(f"--records must be >= {PRODUCERS} and --inflight >= 1")
+    if args.records < PRODUCERS or args.inflight < 1 or args.rounds < 1:
+        parser.error(f"--records must be >= {PRODUCERS}, --inflight and --rounds >= 1")
     # Keep the gateway's info logs (connect/disconnect per run) out of the table.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     asyncio.run(main_async(args))
