@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -62,7 +63,10 @@ class Mosquitto:
             f"persistence_location {workdir}/\n"
             "max_queued_messages 100000\n"
             "max_inflight_messages 0\n"
-            "log_dest none\n"
+            "log_dest none\n" + ("user root\n" if os.geteuid() == 0 else "")
+            # Started as root, mosquitto drops to user 'mosquitto', which cannot write its
+            # persistence file into pytest's private tmp dir: the sessions the outage
+            # tests rely on would silently not survive the restart.
         )
         self.proc: subprocess.Popen[bytes] | None = None
 
