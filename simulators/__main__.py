@@ -116,6 +116,27 @@ def _run_central(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+async def _until_done_or_stopped(finished: asyncio.Event, stop: asyncio.Event) -> None:
+    """Wait until the simulator has played everything or a signal asked it to stop."""
+    done = asyncio.create_task(finished.wait(), name="finished")
+    stopped = asyncio.create_task(stop.wait(), name="stopped")
+    try:
+        await asyncio.wait([done, stopped], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (done, stopped):
+            task.cancel()
+        await asyncio.wait([done, stopped])
+
+
 async def _run_scale(args: argparse.Namespace) -> int:
     sim = ScaleSimulator(
         protocol=args.protocol,
@@ -126,21 +147,11 @@ async def _run_scale(args: argparse.Namespace) -> int:
         seed=args.seed,
         rate_hz=args.rate_hz,
     )
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+    stop = _stop_on_signals()
     async with sim:
         where = f"{args.link} (slave {sim.slave_name})"
         print(f"scale simulator {args.protocol} on {where}", flush=True)
-        finished = asyncio.create_task(sim.finished.wait(), name="finished")
-        stopped = asyncio.create_task(stop.wait(), name="stopped")
-        try:
-            await asyncio.wait([finished, stopped], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (finished, stopped):
-                task.cancel()
-            await asyncio.wait([finished, stopped])
+        await _until_done_or_stopped(sim.finished, stop)
     logging.getLogger(__name__).info("scale simulator done: %s", sim.stats)
     return 0
 
@@ -160,22 +171,12 @@ async def _run_modbus(args: argparse.Namespace) -> int:
     except ValueError as exc:  # units out of range, crc without RTU
         print(f"simulator: {exc}", file=sys.stderr)
         return 2
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+    stop = _stop_on_signals()
     async with sim:
         where = f"{sim.link} (slave {sim.slave_name})" if sim.link else f"{sim.host}:{sim.port}"
         units = ",".join(map(str, sim.units))
         print(f"modbus simulator {args.profile} on {where}, units {units}", flush=True)
-        finished = asyncio.create_task(sim.finished.wait(), name="finished")
-        stopped = asyncio.create_task(stop.wait(), name="stopped")
-        try:
-            await asyncio.wait([finished, stopped], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (finished, stopped):
-                task.cancel()
-            await asyncio.wait([finished, stopped])
+        await _until_done_or_stopped(sim.finished, stop)
     logging.getLogger(__name__).info("modbus simulator done: %s", sim.stats)
     return 0
 

@@ -36,7 +36,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Self, cast
 
 from pymodbus.constants import ExcCodes
@@ -47,6 +46,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from drivers.modbus.presets import PRESETS
 from drivers.modbus.registers import Function, Point, encode
+from simulators.lifecycle import PlayingSimulator
 from simulators.trucks import ScaleState, TruckTimeline
 
 log = logging.getLogger(__name__)
@@ -255,7 +255,7 @@ class _PtyRelay:
             os.write(fd, data)
 
 
-class ModbusSimulator:
+class ModbusSimulator(PlayingSimulator):
     """Modbus slaves on a TCP port or an RTU pty, as an async context manager.
 
     ``async with ModbusSimulator(...) as sim`` starts pymodbus's server, fills every
@@ -398,29 +398,8 @@ class ModbusSimulator:
             raise
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Stop playing, close the server and the ptys, remove the link. Idempotent."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.wait([task])  # our own cancellation still propagates
+    async def _teardown(self) -> None:
         await self._stop_server()
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-
-    async def run(self) -> None:
-        """Play every truck, then clean up; when playing forever, run until cancelled."""
-        async with self:
-            await self.finished.wait()
 
     async def _start_server(self) -> None:
         devices = [self._device(unit) for unit in self.units]

@@ -29,13 +29,13 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from drivers.scale.protocols import CODECS
 from gateway.readings import Stamp, WeightMeasured
 
 # F401: the weight range moved to simulators.trucks; callers still import it from here.
+from simulators.lifecycle import PlayingSimulator
 from simulators.trucks import MAX_KG, MIN_KG, STEP_KG, ScaleState, TruckTimeline  # noqa: F401
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class SimulatorStats:
     faults: Counter[str] = field(default_factory=Counter)
 
 
-class ScaleSimulator:
+class ScaleSimulator(PlayingSimulator):
     """A weighbridge indicator on a pty, as an async context manager.
 
     ``async with ScaleSimulator(...) as sim`` opens the pty, points ``link`` at its
@@ -169,30 +169,9 @@ class ScaleSimulator:
         self._task = asyncio.create_task(self._play(), name=f"scale-simulator-{self.protocol}")
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Stop playing, close the pty and remove the link. Idempotent."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.wait([task])  # our own cancellation still propagates
+    async def _teardown(self) -> None:
         self._close_pty()
         self._unlink()
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-
-    async def run(self) -> None:
-        """Play every truck, then clean up; when playing forever, run until cancelled."""
-        async with self:
-            await self.finished.wait()
 
     # -- the pty ----------------------------------------------------------------------
 
