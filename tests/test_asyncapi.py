@@ -24,6 +24,7 @@ from gateway.readings import Stamp, WeightMeasured
 from gateway.records import Priority
 from gateway.uplink import Uplink
 from gateway.weighing import WeighingProcessor, WeighingSettings
+from simulators.modbus import ModbusSimulator
 from simulators.scale import ScaleSimulator
 from tests.broker import Central, Message, Mosquitto
 from tests.helpers import config_text, make_config
@@ -245,6 +246,99 @@ async def test_what_the_daemon_publishes_fits_the_document(
     seen = {schema_errors(m.topic, m.json())[0].name for m in messages}
     assert {"status", "deviceState", "weightReading", "weighingEvent"} <= seen
     assert {"online", "offline"} <= set(states(central, f"{ROOT}/status"))
+
+
+def modbus_device(target: str) -> str:
+    """A ``driver = "modbus"`` device on the ``sensors`` profile, plus a point it lacks.
+
+    ``config_text`` cannot write ``[[devices.points]]`` tables, hence the TOML text.
+    """
+    return f"""
+[[devices]]
+id = "io-1"
+driver = "modbus"
+target = "{target}"
+telemetry_interval_s = 0.5
+
+[[devices.points]]
+name = "temperature"
+address = 0x0100
+type = "float32"
+unit = "degC"
+interval_s = 0.5
+
+[[devices.points]]
+name = "heartbeat"
+address = 0x0102
+type = "uint16"
+interval_s = 0.5
+bits = {{ odd = 0 }}
+
+[[devices.points]]
+name = "vehicles"
+address = 0x0000
+function = "input"
+type = "uint32"
+interval_s = 0.5
+
+[[devices.points]]
+name = "barrier0_open"
+address = 0
+function = "discrete"
+type = "bool"
+interval_s = 0.5
+
+[[devices.points]]
+name = "missing"
+address = 0x4000
+interval_s = 0.5
+"""
+
+
+async def test_what_a_modbus_device_publishes_fits_the_document(
+    tmp_path: Path, broker: Mosquitto, central: Central
+) -> None:
+    config = tmp_path / "gateway.toml"
+    state_topic = f"{ROOT}/device/io-1/state"
+    gateway = GatewayProcess(config, tmp_path)
+    try:
+        async with ModbusSimulator(profile="sensors", tcp_port=0, seed=5) as sim:
+            config.write_text(
+                config_text(tmp_path / "data", broker.port)
+                + modbus_device(f"tcp://127.0.0.1:{sim.port}")
+            )
+            await gateway.start()
+            await central.wait_for(
+                lambda c: (
+                    len(c.records("reading/io-1/points")) >= 3 and "up" in states(c, state_topic)
+                ),
+                10,
+            )
+            assert await gateway.stop(signal.SIGTERM) == 0
+    finally:
+        await gateway.ensure_stopped()
+
+    await central.wait_for(
+        lambda c: (
+            states(c, f"{ROOT}/status")[-1:] == ["offline"]
+            and states(c, state_topic)[-1:] == ["stopped"]
+        ),
+        5,
+    )
+    messages = central.snapshot()
+    fits(messages, CONTENT_TYPE_GAPS)
+    seen = {schema_errors(m.topic, m.json())[0].name for m in messages}
+    assert {"status", "deviceState", "pointsReading"} <= seen
+    # What the test means to cover really was published: values of every type, a
+    # named bit, a per-point error; a points summary and Modbus counters in the state.
+    points = [r["data"] for r in central.records("reading/io-1/points")]
+    assert any(isinstance(d["values"].get("temperature"), float) for d in points)
+    assert any(isinstance(d["values"].get("barrier0_open"), bool) for d in points)
+    assert any("heartbeat.odd" in d["bits"] for d in points)
+    assert any(d["values"].get("missing", 0) is None and "missing" in d["errors"] for d in points)
+    stopped = central.records("device/io-1/state")[-1]["data"]
+    assert set(stopped["last_reading"]) == {"values", "errors"}
+    assert {"requests", "timeouts", "crc_errors", "exceptions"} <= set(stopped["counters"])
 
 
 async def test_an_outbox_eviction_report_fits_the_document(tmp_path: Path) -> None:
