@@ -329,6 +329,9 @@ class Outbox:
             return self._delete_only(acked)
         try:
             return self._transaction(drafts, acked)
+        except (ValueError, TypeError) as exc:  # a draft that is not JSON (NaN, bytes...)
+            self._db_rollback()
+            raise OutboxError(f"a record could not be serialised, batch refused: {exc}") from exc
         except sqlite3.Error as exc:
             self._db_rollback()
             if not _is_disk_full(exc):

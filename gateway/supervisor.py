@@ -84,15 +84,15 @@ class DeviceSupervisor:
         self.driver = driver
         async with driver:
             async for reading in driver.readings():
+                self.health.last_reading = reading_summary(reading)
+                self.health.last_reading_at = reading.at.utc
+                self.health.counters = driver.counters.as_dict()
                 if self.health.state in (
                     DeviceState.STARTING,
                     DeviceState.DOWN,
                     DeviceState.UNAVAILABLE,
                 ):
                     await self._recovered()
-                self.health.last_reading = reading_summary(reading)
-                self.health.last_reading_at = reading.at.utc
-                self.health.counters = driver.counters.as_dict()
                 drafts = self.processor.feed(reading)
                 if drafts:
                     await self.emit(drafts)

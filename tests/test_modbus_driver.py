@@ -14,6 +14,7 @@ import pytest
 from drivers.modbus.driver import ModbusConfig, ModbusDriver, ModbusScaleDriver, ScaleModbusConfig
 from drivers.modbus.registers import Point, decode, encode, named_bits
 from gateway.backoff import Backoff
+from gateway.errors import FrameError
 from gateway.readings import PointsRead, WeightMeasured
 from gateway.records import Draft
 from gateway.supervisor import DeviceSupervisor
@@ -43,6 +44,15 @@ def test_each_type_and_word_order_decodes(
     point = Point(name="p", address=0, type=kind, word_order=word_order, byte_order=byte_order)
     assert decode(point, words) == value
     assert encode(point, value) == words
+
+
+def test_a_nan_float_register_is_a_frame_error_not_a_value() -> None:
+    point = Point(name="t", address=0, type="float32")
+    with pytest.raises(FrameError, match="not a finite number"):
+        decode(point, [0x7FC0, 0x0000])
+    with pytest.raises(FrameError):
+        decode(point, [0x7F80, 0x0000])
+    assert decode(point, [0x41AB, 0xC28F]) == 21.47  # float32 noise dropped
 
 
 def test_scale_offset_and_named_bits() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import OutboxFullError
+from gateway.errors import OutboxError, OutboxFullError
 from gateway.outbox import Outbox, seq_ranges
 from gateway.records import GENESIS, Draft, Priority
 
@@ -130,3 +130,21 @@ async def test_a_full_disk_evicts_telemetry_keeps_alarms_and_is_reported(tmp_pat
         assert set(alarms) <= kept, "alarms are never evicted, even when the disk is full"
         assert not kept & set(telemetry), "all telemetry went before the alarms were refused"
         assert box.stats.last_error is not None
+
+
+async def test_a_record_that_is_not_json_is_refused_and_the_outbox_carries_on(
+    tmp_path: Path,
+) -> None:
+    bad = Draft(
+        topic="reading/x/points",
+        schema="points/1",
+        device="x",
+        ts=datetime.now(UTC),
+        data={"values": {"t": float("nan")}},
+        priority=Priority.TELEMETRY,
+    )
+    async with outbox(tmp_path) as box:
+        with pytest.raises(OutboxError, match="could not be serialised"):
+            await box.append([bad])
+        good = await box.append([draft()])
+    assert good[0].seq == 1, "the refused batch consumed no sequence number"

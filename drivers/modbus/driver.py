@@ -129,6 +129,7 @@ class _ModbusDevice(Driver):
                 raise
             return []
         self._silent = 0
+        self.counters.bytes_in += self.line.last_rx_bytes
         return words
 
     def _sync_counters(self) -> None:
@@ -174,7 +175,12 @@ class ModbusDriver(_ModbusDevice):
             if not words:
                 values[point.name], errors[point.name] = None, "no answer"
                 continue
-            value = bool(words[0]) if point.type == "bool" else decode(point, words)
+            try:
+                value = bool(words[0]) if point.type == "bool" else decode(point, words)
+            except FrameError as exc:
+                self.counters.bad_frames += 1
+                values[point.name], errors[point.name] = None, str(exc)
+                continue
             values[point.name] = value
             if point.bits:
                 bits.update(
@@ -211,7 +217,11 @@ class ModbusScaleDriver(_ModbusDevice):
         self._sync_counters()
         if not words or (self.map.status is not None and not status):
             return []
-        return [self._reading(decode(self.map.weight, words), status)]
+        try:
+            weight = decode(self.map.weight, words)
+        except FrameError as exc:
+            return [exc]
+        return [self._reading(weight, status)]
 
     def _reading(self, weight: float | int, status: list[int]) -> WeightMeasured:
         flags = named_bits(self.map.status, status[0]) if self.map.status and status else {}

@@ -107,6 +107,11 @@ class ModbusLine:
                 **common,
             )
 
+    @property
+    def last_rx_bytes(self) -> int:
+        """Bytes received during the last transaction."""
+        return self._rx_bytes
+
     def _trace(self, sending: bool, data: bytes) -> bytes:
         if not sending:
             self._rx_bytes += len(data)

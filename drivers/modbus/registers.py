@@ -8,10 +8,14 @@ reverse for the simulator.
 
 from __future__ import annotations
 
+import math
+import re
 import struct
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from gateway.errors import FrameError
 
 Function = Literal["holding", "input", "coil", "discrete"]
 DataType = Literal["int16", "uint16", "int32", "uint32", "float32", "bool"]
@@ -37,7 +41,7 @@ class Point(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$", description="no dots: bits are point.bit")
     address: int = Field(ge=0, le=0xFFFF)
     function: Function = "holding"
     type: DataType = "uint16"
@@ -55,6 +59,8 @@ class Point(BaseModel):
         if bit_function != (self.type == "bool"):
             raise ValueError("coil/discrete points have type 'bool'; registers never do")
         for name, bit in self.bits.items():
+            if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+                raise ValueError(f"bit name {name!r}: letters, digits, '_' and '-' only")
             if not 0 <= bit <= 15:
                 raise ValueError(f"bit {name!r} = {bit}: status bits are 0..15")
         if self.bits and self.type not in ("uint16", "int16"):
@@ -77,10 +83,19 @@ def _word_bytes(words: list[int], point: Point) -> bytes:
 
 
 def decode(point: Point, words: list[int]) -> float | int:
-    """Registers as read from the wire -> the scaled value."""
+    """Registers as read from the wire -> the scaled value.
+
+    Raises:
+        FrameError: a float32 register holds NaN or infinity (a sensor fault, or the
+            wrong word order configured).
+    """
     if len(words) != point.count:
         raise ValueError(f"{point.name}: expected {point.count} registers, got {len(words)}")
     (raw,) = struct.unpack(">" + STRUCT[point.type], _word_bytes(words, point))
+    if point.type == "float32":
+        if not math.isfinite(raw):
+            raise FrameError(f"{point.name}: register holds {raw} (not a finite number)")
+        raw = float(f"{raw:.7g}")  # float32 carries ~7 significant digits; drop the noise
     if point.scale == 1.0 and point.offset == 0.0 and point.type != "float32":
         return int(raw)
     return float(raw) * point.scale + point.offset
