@@ -279,7 +279,8 @@ class Uplink:
     def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, reason: Any, _p: Any) -> None:
         # PUBACKs arrive in bursts: hand them over in batches, one loop wake-up per batch.
         with self._acks_lock:
-            self._acks.append((mid, reason.is_failure, str(reason)))
+            failed = reason.is_failure
+            self._acks.append((mid, failed, str(reason) if failed else ""))
             if self._acks_scheduled:
                 return
             self._acks_scheduled = True
@@ -291,6 +292,7 @@ class Uplink:
             self._acks_scheduled = False
         for mid, failed, reason in acks:
             self._acked(mid, failed, reason)
+        self._window_open.set()
 
     # -- state changes (event loop) ----------------------------------------------------
 
@@ -337,10 +339,10 @@ class Uplink:
         self._refused = True
 
     def _acked(self, mid: int, failed: bool, reason: str) -> None:
+        """One PUBACK; the caller opens the window once for its whole batch."""
         if mid == self._status_mid:
             self._offline_acked.set()
         record = self._inflight.pop(mid, None)
-        self._window_open.set()
         if record is None:
             return
         if failed:

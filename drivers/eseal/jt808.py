@@ -51,6 +51,7 @@ import struct
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from types import MappingProxyType
 from typing import Literal, NamedTuple
 
 from gateway.errors import FrameError
@@ -101,29 +102,31 @@ class FlagBit(NamedTuple):
     bit: int
 
 
-DEFAULT_FLAGS: Mapping[str, FlagBit] = {
-    # JT/T 808-2013 §8.18, alarm flag bits.
-    "emergency": FlagBit("alarm", 0),  # emergency (SOS) button; cleared on the response
-    "overspeed": FlagBit("alarm", 1),
-    "gnss_fault": FlagBit("alarm", 4),  # GNSS module fault ("GPS lost")
-    "gnss_antenna_cut": FlagBit("alarm", 5),  # GNSS antenna not connected or cut
-    "gnss_antenna_short": FlagBit("alarm", 6),  # GNSS antenna short-circuited
-    "low_voltage": FlagBit("alarm", 7),  # terminal main power under-voltage
-    "power_cut": FlagBit("alarm", 8),  # terminal main power lost
-    "stop_too_long": FlagBit("alarm", 19),  # parked overtime
-    "area": FlagBit("alarm", 20),  # entered/left an area
-    "route": FlagBit("alarm", 21),  # entered/left a route
-    "route_deviation": FlagBit("alarm", 23),
-    "illegal_displacement": FlagBit("alarm", 28),  # moved while it must not
-    "illegal_door_open": FlagBit("alarm", 31),  # door opened where it must not (2013)
-    # JT/T 808-2013 §8.18, status bits (bits 1-3 are decoded as fields, not flags).
-    "acc_on": FlagBit("status", 0),
-    "locked": FlagBit("status", 12),  # 1 = door locked, 0 = unlocked
-    "door_open": FlagBit("status", 13),  # door 1 (front door) open
-    # Vendor-specific, NOT in the standard: alarm bits 15-17 are reserved in 2013 and
-    # e-lock/tracker vendors use them for their own alarms. Check the device manual.
-    "lock_cut": FlagBit("alarm", 17),  # lock wire/shackle cut (tamper)
-}
+DEFAULT_FLAGS: Mapping[str, FlagBit] = MappingProxyType(
+    {
+        # JT/T 808-2013 §8.18, alarm flag bits.
+        "emergency": FlagBit("alarm", 0),  # emergency (SOS) button; cleared on the response
+        "overspeed": FlagBit("alarm", 1),
+        "gnss_fault": FlagBit("alarm", 4),  # GNSS module fault ("GPS lost")
+        "gnss_antenna_cut": FlagBit("alarm", 5),  # GNSS antenna not connected or cut
+        "gnss_antenna_short": FlagBit("alarm", 6),  # GNSS antenna short-circuited
+        "low_voltage": FlagBit("alarm", 7),  # terminal main power under-voltage
+        "power_cut": FlagBit("alarm", 8),  # terminal main power lost
+        "stop_too_long": FlagBit("alarm", 19),  # parked overtime
+        "area": FlagBit("alarm", 20),  # entered/left an area
+        "route": FlagBit("alarm", 21),  # entered/left a route
+        "route_deviation": FlagBit("alarm", 23),
+        "illegal_displacement": FlagBit("alarm", 28),  # moved while it must not
+        "illegal_door_open": FlagBit("alarm", 31),  # door opened where it must not (2013)
+        # JT/T 808-2013 §8.18, status bits (bits 1-3 are decoded as fields, not flags).
+        "acc_on": FlagBit("status", 0),
+        "locked": FlagBit("status", 12),  # 1 = door locked, 0 = unlocked
+        "door_open": FlagBit("status", 13),  # door 1 (front door) open
+        # Vendor-specific, NOT in the standard: alarm bits 15-17 are reserved in 2013 and
+        # e-lock/tracker vendors use them for their own alarms. Check the device manual.
+        "lock_cut": FlagBit("alarm", 17),  # lock wire/shackle cut (tamper)
+    }
+)
 """Default name -> bit mapping. A flag is in :attr:`PositionReported.flags` when its bit is 1."""
 
 DEFAULT_ALARM_FLAGS: frozenset[str] = frozenset(
