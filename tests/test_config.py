@@ -96,3 +96,13 @@ def test_gatewayctl_config_check(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert gatewayctl(["config", "check", str(bad)]) == 1
     err = capsys.readouterr().err
     assert f"{bad}: devices[0].parity: unknown key" in err
+
+
+def test_gatewayctl_says_clearly_when_the_daemon_is_not_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write(tmp_path, config_text(tmp_path, 1883, [SCALE]))
+    assert gatewayctl(["--config", str(config), "status"]) == 3
+    err = capsys.readouterr().err
+    assert "the gateway daemon is not running" in err
+    assert "systemctl start edge-gateway" in err
