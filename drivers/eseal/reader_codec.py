@@ -61,6 +61,7 @@ from enum import IntEnum
 from typing import Literal
 
 from drivers.eseal.crc import crc16_ccitt
+from drivers.stream import ByteStream
 from gateway.errors import FrameError
 from gateway.readings import Stamp
 
@@ -302,7 +303,7 @@ def _byte(value: int, what: str) -> int:
     return value
 
 
-class SealReaderCodec:
+class SealReaderCodec(ByteStream):
     """Incremental decoder and encoder for the gate reader's serial frames.
 
     Args:
@@ -313,13 +314,13 @@ class SealReaderCodec:
         ValueError: ``crc_init`` does not fit 16 bits.
     """
 
+    stream_name = "seal reader"
+
     def __init__(self, *, crc_init: int = DEFAULT_CRC_INIT) -> None:
         if not 0 <= crc_init <= 0xFFFF:
             raise ValueError(f"crc_init 0x{crc_init:X} does not fit 16 bits")
         self.crc_init = crc_init
-        self._buffer = bytearray()
-        self._skipped = 0  # noise bytes dropped since the last frame start
-        self._in_error = False  # a bad frame was reported; its debris is not reported again
+        super().__init__()
 
     # -- decoding --------------------------------------------------------------------------
 
@@ -334,7 +335,7 @@ class SealReaderCodec:
         self._buffer += data
         buf = self._buffer
         out: list[Decoded] = []
-        while buf and self._resync(out):
+        while buf and self._resync(STX, "STX", out):
             problem = self._framing_problem(buf)
             if problem is not None:
                 out.append(FrameError(f"seal reader: {problem}"))
@@ -349,25 +350,6 @@ class SealReaderCodec:
             self._in_error = isinstance(item, FrameError)
             out.append(item)
         return out
-
-    def _resync(self, out: list[Decoded]) -> bool:
-        """Drop bytes before the next STX, reporting a run of noise once.
-
-        Returns False when the buffer holds no STX (it is then empty).
-        """
-        buf = self._buffer
-        start = buf.find(STX)
-        if start != 0:
-            dropped = len(buf) if start < 0 else start
-            self._skipped += dropped
-            del buf[:dropped]
-            if start < 0:
-                return False
-        if self._skipped and not self._in_error:
-            out.append(FrameError(f"seal reader: {self._skipped} bytes of noise before STX"))
-            self._in_error = True
-        self._skipped = 0
-        return True
 
     def _framing_problem(self, buf: bytearray) -> str | None:
         """Why the frame at ``buf[0]`` cannot be good, judged only on the bytes present.

@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
+from drivers.stream import ByteStream
 from gateway.errors import FrameError
 from gateway.readings import Stamp, WeightMeasured
 
@@ -21,7 +22,7 @@ Decoded = WeightMeasured | FrameError
 MAX_BUFFER = 256
 
 
-class ScaleCodec(ABC):
+class ScaleCodec(ByteStream, ABC):
     """Incremental decoder for one indicator protocol.
 
     Subclasses implement :meth:`_decode_buffer`; :meth:`feed` keeps the buffer bounded.
@@ -30,16 +31,16 @@ class ScaleCodec(ABC):
     name: ClassVar[str]
     """Protocol name used in config (``scale.<name>``) and by the simulator."""
 
+    @property
+    def stream_name(self) -> str:  # type: ignore[override]
+        """Error messages name the protocol."""
+        return self.name
+
     poll_command: ClassVar[bytes | None] = None
     """Bytes the driver sends periodically to get a reading (command/response protocols)."""
 
     start_command: ClassVar[bytes | None] = None
     """Bytes the driver sends once after opening (e.g. start continuous output)."""
-
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-        self._skipped = 0  # noise bytes dropped since the last frame start
-        self._in_error = False  # a bad frame was reported; its debris is not reported again
 
     def feed(self, data: bytes, at: Stamp) -> list[Decoded]:
         """Add bytes that arrived at ``at``; return the frames they completed, in order.
@@ -54,25 +55,6 @@ class ScaleCodec(ABC):
             self._buffer.clear()
             out.append(FrameError(f"{self.name}: {dropped} bytes without a frame end, dropped"))
         return out
-
-    def _resync(self, marker: int, label: str, out: list[Decoded]) -> bool:
-        """Drop bytes before the next frame start ``marker``; report dropped noise once.
-
-        Returns False when the buffer holds no frame start (everything was dropped).
-        """
-        buf = self._buffer
-        start = buf.find(marker)
-        if start != 0:
-            dropped = len(buf) if start < 0 else start
-            self._skipped += dropped
-            del buf[:dropped]
-            if start < 0:
-                return False
-        if self._skipped and not self._in_error:
-            out.append(FrameError(f"{self.name}: {self._skipped} bytes of noise before {label}"))
-            self._in_error = True
-        self._skipped = 0
-        return True
 
     @abstractmethod
     def _decode_buffer(self, at: Stamp) -> list[Decoded]:
