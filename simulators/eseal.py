@@ -1,0 +1,736 @@
+"""Electronic seals: a gate reader (pty or TCP server) or a JT/T 808 e-lock (TCP client).
+
+Two devices from HARDWARE.md ("Electronic seals"), each speaking its real wire format
+through the same codecs the gateway decodes with, so the bytes are exactly what the
+gateway must handle:
+
+* ``protocol="reader"``: a Hi-G-Tek style gate reader (:mod:`drivers.eseal.reader_codec`)
+  on a pty (``link``, like the scale simulator) or as a TCP server on 127.0.0.1
+  (``tcp_port``; the gateway connects as client). Trucks pass the gate: their seals are
+  read periodically (status, battery); sometimes a seal raises an alert (opened with or
+  without approval, wire tampered, low battery, closed). Like a real reader, an alert
+  is repeated every :data:`REPEAT_S` seconds until the host sends the matching ACK
+  (:meth:`SealReaderCodec.ack_for`). Playing starts when the first client opens the
+  port (pty) or connects (TCP), so a client sees every event.
+* ``protocol="jt808"``: an e-lock terminal that connects to a TCP server on
+  127.0.0.1:``tcp_port`` (the gateway listens; JT/T 808 terminals are clients):
+  optional registration 0x0100, then a 0x0200 location report every :data:`REPORT_S`
+  seconds along a road, with lock state and, sometimes, alarm bits (door opened without
+  approval, GNSS fault, low voltage), and a heartbeat 0x0002 every few reports. A
+  report the codec counts as an alarm is resent (same serial) every :data:`REPEAT_S`
+  seconds until a 0x8001 general response for its serial arrives.
+
+Faults (``faults``), each drawn per frame from the seeded fault stream:
+
+* ``crc``: the frame's check is spoiled (reader: CRC-16 flipped; jt808: XOR check code).
+* ``noise``: 1-12 random bytes are written before the frame.
+* ``duplicate``: the frame is written twice in a row.
+* ``out_of_order``: reader: an alert's event time is earlier than the previous alert's;
+  jt808: a report's device time is earlier than the previous report's (a buffered
+  report sent late).
+* ``no_seal`` (reader only): some reads become ``#B=0`` no-seal-in-range reports.
+
+Every duration is divided by ``speed``. The scenario (seal ids, events, times, route)
+comes from ``seed`` and ``start_time`` alone: simulated time advances one second per
+event whatever the speed, so ``sent`` is the same for the same seed and start time
+(except for ``at``, the moment the object was first written).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import math
+import os
+import random
+import struct
+import tty
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal, Self
+
+from drivers.eseal.jt808 import (
+    HEARTBEAT,
+    LOCATION_REPORT,
+    PLATFORM_GENERAL_RESPONSE,
+    REGISTRATION,
+    REGISTRATION_RESPONSE,
+    Jt808Codec,
+    Jt808Message,
+    PositionReported,
+    encode,
+    escape,
+    unescape,
+)
+from drivers.eseal.reader_codec import (
+    AlertAcked,
+    NoSealInRange,
+    SealAlert,
+    SealEvent,
+    SealRead,
+    SealReaderCodec,
+)
+from gateway.readings import Stamp
+from simulators.lifecycle import PlayingSimulator
+
+log = logging.getLogger(__name__)
+
+Protocol = Literal["reader", "jt808"]
+PROTOCOLS: tuple[Protocol, ...] = ("reader", "jt808")
+
+FAULTS = ("crc", "noise", "duplicate", "out_of_order", "no_seal")
+"""Fault kinds ``--faults`` accepts."""
+
+PROTOCOL_FAULTS: dict[Protocol, frozenset[str]] = {
+    "reader": frozenset(FAULTS),
+    "jt808": frozenset({"crc", "noise", "duplicate", "out_of_order"}),
+}
+"""Faults meaningful for each protocol (an e-lock has no "no seal in range")."""
+
+DEFAULT_FAULT_RATES: dict[str, float] = {
+    "crc": 0.1,  # per frame written
+    "noise": 0.1,  # per frame written
+    "duplicate": 0.1,  # per frame written
+    "out_of_order": 0.2,  # per alert (reader) or report (jt808)
+    "no_seal": 0.15,  # per reader event
+}
+"""Probability of each fault."""
+
+EVENT_S = 1.0
+"""Seconds between reader events (speed 1)."""
+REPORT_S = 1.0
+"""Seconds between jt808 location reports (speed 1)."""
+REPEAT_S = 1.0
+"""Seconds between repeats of an unacknowledged alert or alarm report (speed 1)."""
+ACK_WAIT_S = 30.0
+"""After the last event, how long (speed 1) unacknowledged alerts are still repeated
+before the simulator gives up on them and finishes."""
+HEARTBEAT_EVERY = 5
+"""jt808: a heartbeat after every this many location reports."""
+CONNECT_RETRY_S = 0.5
+"""jt808: seconds between connection attempts (speed 1)."""
+POLL_S = 0.05
+"""Reader on a pty: how often (real seconds) to look whether a client opened the port."""
+
+DEFAULT_TERMINAL = "013800138000"
+DEFAULT_READER = 1
+_ROUTE_START = (41.311081, 69.279737)  # degrees: a road out of a checkpoint
+_ALERT_KINDS = ("opened_approved", "opened", "wire_tampered", "low_battery", "closed")
+
+
+@dataclass(slots=True)
+class EsealStats:
+    """What the simulator did.
+
+    Attributes:
+        frames_written: frames written (repeats and duplicates included).
+        frames_unheard: frames not written because no client was connected.
+        repeats: alert / alarm-report repeats written.
+        acks: acknowledgements received that matched something pending.
+        faults: faults injected, by kind.
+    """
+
+    frames_written: int = 0
+    frames_unheard: int = 0
+    repeats: int = 0
+    acks: int = 0
+    faults: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Pending:
+    """An alert or alarm report waiting for its acknowledgement."""
+
+    item: SealAlert | PositionReported
+    frame: bytes
+    next_repeat: float
+
+
+class EsealSimulator(PlayingSimulator):
+    """An electronic-seal device, as an async context manager.
+
+    Args:
+        protocol: ``"reader"`` or ``"jt808"``.
+        link: reader only: where to put the symlink to the pty slave.
+        tcp_port: reader: port to listen on at 127.0.0.1 (0 picks a free one, see
+            :attr:`port`); jt808: port of the server to connect to at 127.0.0.1.
+        events: how many events to play (reader: reads, alerts, no-seal reports;
+            jt808: location reports); ``None`` plays forever.
+        faults: fault kinds from :data:`PROTOCOL_FAULTS` for the protocol.
+        seed: seeds the scenario and the faults; ``None`` picks one (see :attr:`seed`).
+        speed: time compression; every duration is divided by it.
+        start_time: simulated UTC time of the first event; default: now, whole seconds.
+        register: jt808: send a registration 0x0100 first and wait for 0x8100.
+        reader: the reader's number on the bus.
+        terminal: the jt808 terminal phone number (12 digits).
+        crc_init: the reader's CRC start value.
+        fault_rates: overrides of :data:`DEFAULT_FAULT_RATES`.
+
+    Attributes:
+        sent: the decoded objects (:class:`SealRead`, :class:`SealAlert`,
+            :class:`NoSealInRange`, :class:`PositionReported`) the simulator meant to
+            send, once each, in order; ``at`` is when each was first written. Repeats,
+            duplicates, faults, heartbeats and registration are not in it.
+        acked: the sent alerts (reader) or reports (jt808) acknowledged, in ack order.
+        finished: set when every event was played and every alert acknowledged (or
+            :data:`ACK_WAIT_S` passed), or the player failed.
+        link: the symlink path (reader on a pty), else ``None``.
+        port: the TCP port (reader: the one listened on), else ``None``.
+        slave_name: the pty slave while open.
+        connected: set while a client (reader) or the server connection (jt808) is up.
+        stats: counters, see :class:`EsealStats`.
+    """
+
+    def __init__(
+        self,
+        *,
+        protocol: Protocol | str,
+        link: Path | str | None = None,
+        tcp_port: int | None = None,
+        events: int | None = None,
+        faults: Iterable[str] = (),
+        seed: int | None = None,
+        speed: float = 1.0,
+        start_time: datetime | None = None,
+        register: bool = False,
+        reader: int = DEFAULT_READER,
+        terminal: str = DEFAULT_TERMINAL,
+        crc_init: int = 0xFFFF,
+        fault_rates: dict[str, float] | None = None,
+    ) -> None:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"unknown e-seal protocol {protocol!r}; known: {list(PROTOCOLS)}")
+        self.protocol: Protocol = "reader" if protocol == "reader" else "jt808"
+        self.faults = frozenset(faults)
+        if unknown := self.faults - PROTOCOL_FAULTS[self.protocol]:
+            known = sorted(PROTOCOL_FAULTS[self.protocol])
+            raise ValueError(f"faults {sorted(unknown)} do not apply to {protocol}; known: {known}")
+        if self.protocol == "jt808" and (link is not None or tcp_port is None):
+            raise ValueError("jt808 connects to a TCP server: give tcp_port, not link")
+        if self.protocol == "reader" and (link is None) == (tcp_port is None):
+            raise ValueError("the reader needs exactly one of link (pty) and tcp_port")
+        if speed <= 0 or (events is not None and events < 0):
+            raise ValueError("speed must be positive and events not negative")
+        self.link = Path(link) if link is not None else None
+        self.port = tcp_port
+        self.events = events
+        self.speed = speed
+        self.seed = seed if seed is not None else random.randrange(2**32)
+        self.start_time = (start_time or datetime.now(UTC)).replace(microsecond=0)
+        self.register = register
+        self.reader = reader
+        self.terminal = terminal
+        self.fault_rates = {**DEFAULT_FAULT_RATES, **(fault_rates or {})}
+        self.sent: list[SealRead | SealAlert | NoSealInRange | PositionReported] = []
+        self.acked: list[SealAlert | PositionReported] = []
+        self.finished = asyncio.Event()
+        self.connected = asyncio.Event()
+        self.stats = EsealStats()
+        self.slave_name: str | None = None
+        self._rng = random.Random(f"{self.seed}:scenario")
+        self._fault_rng = random.Random(f"{self.seed}:faults")
+        self._reader_codec = SealReaderCodec(crc_init=crc_init)
+        self._jt808 = Jt808Codec()
+        self._pending: dict[tuple[object, ...], _Pending] = {}
+        self._registered = asyncio.Event()
+        self._serial = 0  # jt808 terminal message serial
+        self._sequence = 0  # reader alert sequence
+        self._lat, self._lon = _ROUTE_START  # jt808 position
+        self._heading = self._rng.randint(0, 359)
+        self._door_open_left = 0  # jt808: further reports with the door open
+        self._last_time: datetime | None = None  # jt808: previous report's device time
+        self._master: int | None = None
+        self._reading = False
+        self._server: asyncio.Server | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._conn_tasks: set[asyncio.Task[None]] = set()
+        self._conn_writers: set[asyncio.StreamWriter] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._error: BaseException | None = None
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._task is not None:
+            raise RuntimeError("simulator already running")
+        if self.link is not None:
+            self._open_pty()
+        elif self.protocol == "reader":
+            assert self.port is not None
+            self._server = await asyncio.start_server(self._on_client, "127.0.0.1", self.port)
+            self.port = int(self._server.sockets[0].getsockname()[1])
+        play = self._play_reader() if self.protocol == "reader" else self._play_jt808()
+        self._task = asyncio.create_task(play, name=f"eseal-simulator-{self.protocol}")
+        return self
+
+    async def _teardown(self) -> None:
+        self.connected.clear()
+        self._close_pty()
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        self._writer = None
+        for writer in self._conn_writers:  # the receivers then read EOF and return
+            writer.close()
+        tasks = list(self._conn_tasks)
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=1.0)
+            for task in stuck:  # not expected; cancelling a stream handler logs noise
+                task.cancel()
+            if stuck:
+                await asyncio.wait(stuck)
+        if server is not None:
+            await server.wait_closed()
+
+    # -- the pty (reader) ---------------------------------------------------------------
+
+    def _open_pty(self) -> None:
+        assert self.link is not None
+        master, slave = os.openpty()
+        try:
+            tty.setraw(slave)  # no echo, no line editing: bytes pass as on a UART
+            name = os.ttyname(slave)
+        except OSError:
+            os.close(master)
+            raise
+        finally:
+            os.close(slave)  # so the master reads EIO while no client has the port open
+        os.set_blocking(master, False)
+        self._master = master
+        self.slave_name = name
+        try:
+            if os.path.lexists(self.link) and not self.link.is_symlink():
+                raise FileExistsError(f"{self.link} exists and is not a symlink")
+            tmp = self.link.with_name(self.link.name + ".tmp")
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            os.symlink(name, tmp)
+            os.replace(tmp, self.link)
+        except OSError:
+            self._close_pty()
+            self.slave_name = None
+            raise
+
+    def _close_pty(self) -> None:
+        self._stop_reading()
+        master, self._master = self._master, None
+        if master is not None:
+            os.close(master)
+        if self.link is not None and self.slave_name is not None:
+            with contextlib.suppress(OSError):
+                if os.readlink(self.link) == self.slave_name:
+                    self.link.unlink()
+        self.slave_name = None
+
+    def _stop_reading(self) -> None:
+        if self._reading and self._master is not None:
+            asyncio.get_running_loop().remove_reader(self._master)
+        self._reading = False
+        self.connected.clear()
+
+    def _pty_client_present(self) -> bool:
+        """Whether a client has the slave open; starts reading when one has arrived."""
+        if self._reading:
+            return True
+        if self._master is None:
+            return False
+        try:
+            data = os.read(self._master, 1024)
+        except BlockingIOError:
+            data = b""
+        except OSError:
+            return False
+        asyncio.get_running_loop().add_reader(self._master, self._on_pty_readable)
+        self._reading = True
+        self.connected.set()
+        if data:
+            self._on_bytes(data)
+        return True
+
+    def _on_pty_readable(self) -> None:
+        if self._master is None:
+            return
+        try:
+            data = os.read(self._master, 1024)
+        except BlockingIOError:
+            return
+        except OSError as exc:  # EIO: the last client closed the port
+            if exc.errno != errno.EIO:
+                log.warning("e-seal simulator: reading the pty failed: %s", exc)
+            self._stop_reading()
+            return
+        if not data:
+            self._stop_reading()
+            return
+        self._on_bytes(data)
+
+    # -- TCP -----------------------------------------------------------------------------
+
+    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Reader as TCP server: the newest client replaces any previous one."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._conn_tasks.add(task)
+        self._conn_writers.add(writer)
+        old, self._writer = self._writer, writer
+        if old is not None:
+            old.close()
+        self.connected.set()
+        try:
+            await self._receive(reader)
+        finally:
+            self._conn_tasks.discard(task)
+            self._conn_writers.discard(writer)
+            writer.close()
+            if self._writer is writer:
+                self._writer = None
+                self.connected.clear()
+
+    async def _receive(self, reader: asyncio.StreamReader) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await reader.read(1024):
+                self._on_bytes(data)
+
+    async def _connect(self) -> None:
+        """jt808: connect to the platform, retrying until it listens."""
+        assert self.port is not None
+        while True:
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            except OSError:
+                await asyncio.sleep(CONNECT_RETRY_S / self.speed)
+                continue
+            self._writer = writer
+            self._conn_writers.add(writer)
+            self._jt808 = Jt808Codec()  # a fresh stream: no half frame from before
+            task = asyncio.create_task(self._receive_jt808(reader, writer), name="eseal-jt808-rx")
+            self._conn_tasks.add(task)
+            task.add_done_callback(self._conn_tasks.discard)
+            self.connected.set()
+            return
+
+    async def _receive_jt808(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        try:
+            await self._receive(reader)
+        finally:
+            self._conn_writers.discard(writer)
+            writer.close()
+            if self._writer is writer:
+                self._writer = None
+                self.connected.clear()
+                self._registered.clear()
+
+    # -- bytes in -------------------------------------------------------------------------
+
+    def _on_bytes(self, data: bytes) -> None:
+        at = Stamp.now()
+        if self.protocol == "reader":
+            for item in self._reader_codec.feed(data, at):
+                if isinstance(item, AlertAcked):
+                    self._acknowledge(("alert", item.seal_id, item.event, item.sequence))
+            return
+        for msg in self._jt808.feed(data, at):
+            if not isinstance(msg, Jt808Message):
+                continue
+            if msg.msg_id == PLATFORM_GENERAL_RESPONSE and len(msg.body) >= 5:
+                reply_serial, reply_id = struct.unpack_from(">HH", msg.body)
+                if reply_id == LOCATION_REPORT:
+                    self._acknowledge(("report", reply_serial))
+            elif msg.msg_id == REGISTRATION_RESPONSE:
+                self._registered.set()
+
+    def _acknowledge(self, key: tuple[object, ...]) -> None:
+        pending = self._pending.pop(key, None)
+        if pending is not None:
+            self.stats.acks += 1
+            self.acked.append(pending.item)
+        elif self.protocol == "jt808":
+            # Non-alarm reports are not kept pending, but their ack still counts.
+            serial = key[1]
+            for item in reversed(self.sent):
+                if isinstance(item, PositionReported) and item.serial == serial:
+                    if item not in self.acked:
+                        self.stats.acks += 1
+                        self.acked.append(item)
+                    break
+
+    # -- bytes out ------------------------------------------------------------------------
+
+    def _write(self, frame: bytes, *, faults: bool = True) -> bool:
+        """Write one frame with the configured faults; False when nobody listens."""
+        out = bytearray()
+        rng = self._fault_rng
+        if faults and self._fault("noise"):
+            out += rng.randbytes(rng.randint(1, 12))
+        if faults and self._fault("crc"):
+            bad = bytearray(frame)
+            if self.protocol == "reader":
+                bad[-3] ^= rng.randint(1, 0xFF)  # the CRC's low byte
+            else:
+                bad = bytearray(self._bad_check(frame))
+            out += bad
+        else:
+            out += frame
+        if faults and self._fault("duplicate"):
+            out += frame
+        return self._raw_write(bytes(out))
+
+    def _fault(self, kind: str, rng: random.Random | None = None) -> bool:
+        """Whether to inject ``kind`` now. Scenario faults (``no_seal``, ``out_of_order``)
+        draw from the scenario stream, so ``sent`` does not depend on repeat timing."""
+        rng = rng or self._fault_rng
+        if kind not in self.faults or rng.random() >= self.fault_rates[kind]:
+            return False
+        self.stats.faults[kind] = self.stats.faults.get(kind, 0) + 1
+        return True
+
+    def _bad_check(self, frame: bytes) -> bytes:
+        """The jt808 frame with a wrong XOR check (re-framed, so escaping stays valid)."""
+        content = bytearray(unescape(frame[1:-1]))
+        content[-1] ^= self._fault_rng.randint(1, 0xFF)
+        return bytes([0x7E]) + escape(bytes(content)) + bytes([0x7E])
+
+    def _raw_write(self, data: bytes) -> bool:
+        if self.link is not None:
+            if self._master is None or not self._pty_client_present():
+                self.stats.frames_unheard += 1
+                return False
+            try:
+                os.write(self._master, data)
+            except OSError:  # EAGAIN: the client does not read and the buffer is full
+                self.stats.frames_unheard += 1
+                return False
+        else:
+            writer = self._writer
+            if writer is None or writer.is_closing():
+                self.stats.frames_unheard += 1
+                return False
+            writer.write(data)
+        self.stats.frames_written += 1
+        return True
+
+    def _repeat_pending(self, now: float) -> None:
+        for pending in list(self._pending.values()):
+            if now >= pending.next_repeat:
+                pending.next_repeat = now + REPEAT_S / self.speed
+                if self._write(pending.frame):
+                    self.stats.repeats += 1
+
+    async def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        """After the last event: repeat what is pending until acknowledged, or give up."""
+        give_up = loop.time() + ACK_WAIT_S / self.speed
+        while self._pending and loop.time() < give_up:
+            self._repeat_pending(loop.time())
+            await asyncio.sleep(min(POLL_S, REPEAT_S / self.speed))
+        if self._pending:
+            log.warning("e-seal simulator: %d alerts never acknowledged", len(self._pending))
+
+    # -- reader scenario --------------------------------------------------------------------
+
+    async def _wait_for_client(self) -> None:
+        if self.link is None:
+            await self.connected.wait()
+            return
+        while True:  # a pty says nothing when a client opens it: look now and then
+            if self._pty_client_present():
+                return
+            await asyncio.sleep(POLL_S)
+
+    async def _play_reader(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await self._wait_for_client()
+            played = 0
+            truck_reads = 0
+            seal_id, seal_time, battery = self._new_truck()
+            last_alert_time: datetime | None = None
+            next_event = loop.time()
+            while self.events is None or played < self.events:
+                now = loop.time()
+                if now >= next_event:
+                    sim_time = self.start_time + timedelta(seconds=played)
+                    if truck_reads <= 0:
+                        seal_id, seal_time, battery = self._new_truck()
+                        truck_reads = self._rng.randint(2, 4)
+                    truck_reads -= 1
+                    if self._fault("no_seal", self._rng):
+                        no_seal = NoSealInRange(reader=self.reader, at=Stamp.now())
+                        item: SealRead | SealAlert | NoSealInRange = no_seal
+                        frame = self._reader_codec.encode_no_seal(no_seal)
+                    elif self._rng.random() < 0.3:
+                        when = sim_time
+                        if last_alert_time is not None and self._fault("out_of_order", self._rng):
+                            when = last_alert_time - timedelta(seconds=self._rng.randint(1, 30))
+                        item = self._new_alert(seal_id, when)
+                        last_alert_time = when
+                        frame = self._reader_codec.encode_alert(item)
+                        key = ("alert", item.seal_id, item.event, item.sequence)
+                        self._pending[key] = _Pending(item, frame, now + REPEAT_S / self.speed)
+                    else:
+                        battery = max(0, battery - self._rng.randint(0, 2))
+                        item = SealRead(
+                            seal_id=seal_id,
+                            opened=False,
+                            tampered=False,
+                            low_battery=battery < 20,
+                            battery_pct=battery,
+                            seal_time=seal_time,
+                            reader=self.reader,
+                            at=Stamp.now(),
+                        )
+                        frame = self._reader_codec.encode_read(item)
+                    self.sent.append(item)
+                    self._write(frame)
+                    played += 1
+                    next_event = max(next_event + EVENT_S / self.speed, now)
+                self._repeat_pending(now)
+                await asyncio.sleep(min(POLL_S, EVENT_S / self.speed))
+            await self._drain(loop)
+        except Exception as exc:  # a bug: surface it from aclose(), do not hang waiters
+            self._error = exc
+            log.exception("e-seal simulator failed")
+        self.finished.set()
+
+    def _new_truck(self) -> tuple[str, datetime, int]:
+        rng = self._rng
+        seal_id = rng.choice(("HG", "EL", "SX")) + f"{rng.getrandbits(32):08X}"
+        seal_time = self.start_time - timedelta(minutes=rng.randint(30, 72 * 60))
+        return seal_id, seal_time, rng.randint(15, 100)
+
+    def _new_alert(self, seal_id: str, when: datetime) -> SealAlert:
+        kind = self._rng.choice(_ALERT_KINDS)
+        event: SealEvent = {
+            "opened_approved": "opened",
+            "opened": "opened",
+            "wire_tampered": "wire_tampered",
+            "low_battery": "low_battery",
+            "closed": "closed",
+        }[kind]  # type: ignore[assignment]
+        # Unique dedup key (seal id, event, time) and a sequence not pending.
+        while any(
+            isinstance(s, SealAlert) and s.dedup_key == (seal_id, event, when) for s in self.sent
+        ):
+            when -= timedelta(seconds=1)
+        self._sequence = (self._sequence + 1) & 0xFF
+        return SealAlert(
+            seal_id=seal_id,
+            event=event,
+            opened=kind in ("opened", "opened_approved"),
+            tampered=kind == "wire_tampered",
+            wire_changed=kind == "wire_tampered",
+            low_battery=kind == "low_battery",
+            approved_open=kind == "opened_approved",
+            event_time=when,
+            sequence=self._sequence,
+            reader=self.reader,
+            at=Stamp.now(),
+        )
+
+    # -- jt808 scenario ----------------------------------------------------------------------
+
+    def _next_serial(self) -> int:
+        serial = self._serial
+        self._serial = (serial + 1) & 0xFFFF
+        return serial
+
+    async def _ensure_connected(self) -> None:
+        if self._writer is not None and not self._writer.is_closing():
+            return
+        await self._connect()
+        if self.register:
+            await self._register()
+        for pending in self._pending.values():  # resend what the old connection lost
+            pending.next_repeat = 0.0
+
+    async def _register(self) -> None:
+        body = struct.pack(">HH5s20s7sB", 0, 0, b"SIMLK", b"ESEAL-SIM".ljust(20, b"\0"),
+                           b"LOCK001", 0) + b"SIM-0001"  # fmt: skip
+        while not self._registered.is_set():
+            self._raw_write(encode(REGISTRATION, self.terminal, self._next_serial(), body))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(REPEAT_S / self.speed):
+                    await self._registered.wait()
+            if self._writer is None:
+                await self._connect()
+
+    async def _play_jt808(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            played = 0
+            next_report = loop.time()
+            while self.events is None or played < self.events:
+                await self._ensure_connected()
+                now = loop.time()
+                if now >= next_report:
+                    frame, report = self._next_report(self.start_time + timedelta(seconds=played))
+                    self.sent.append(report)
+                    if report.alarm:
+                        key = ("report", report.serial)
+                        self._pending[key] = _Pending(report, frame, now + REPEAT_S / self.speed)
+                    self._write(frame)
+                    played += 1
+                    if played % HEARTBEAT_EVERY == 0:
+                        self._raw_write(encode(HEARTBEAT, self.terminal, self._next_serial(), b""))
+                    next_report = max(next_report + REPORT_S / self.speed, now)
+                self._repeat_pending(now)
+                await asyncio.sleep(min(POLL_S, REPORT_S / self.speed))
+            await self._drain(loop)
+        except Exception as exc:  # a bug: surface it from aclose(), do not hang waiters
+            self._error = exc
+            log.exception("e-seal simulator failed")
+        self.finished.set()
+
+    def _next_report(self, sim_time: datetime) -> tuple[bytes, PositionReported]:
+        """One simulated second further along the road: the 0x0200 frame and its report."""
+        rng = self._rng
+        self._heading = (self._heading + rng.randint(-10, 10)) % 360
+        speed_kmh = round(rng.uniform(40, 80), 1)
+        step_km = speed_kmh / 3600
+        heading = math.radians(self._heading)
+        self._lat += step_km / 111.32 * math.cos(heading)
+        self._lon += step_km / (111.32 * math.cos(math.radians(self._lat))) * math.sin(heading)
+        flags = {"acc_on"}
+        located = True
+        roll = rng.random()
+        if self._door_open_left > 0:  # still open where it must not be
+            self._door_open_left -= 1
+            flags |= {"door_open", "illegal_door_open"}
+        elif roll < 0.08:  # opened where it must not be, for 1-3 reports
+            self._door_open_left = rng.randint(0, 2)
+            flags |= {"door_open", "illegal_door_open"}
+        elif roll < 0.14:
+            flags.add("gnss_fault")
+            located = False
+        elif roll < 0.2:
+            flags.add("low_voltage")
+        if "door_open" not in flags:
+            flags.add("locked")
+        when = sim_time
+        if self._last_time is not None and self._fault("out_of_order", self._rng):
+            when = self._last_time - timedelta(seconds=rng.randint(1, 30))
+        self._last_time = when
+        frame = self._jt808.encode_location(
+            terminal=self.terminal,
+            serial=self._next_serial(),
+            lat=self._lat,
+            lon=self._lon,
+            device_time=when,
+            altitude_m=rng.randint(400, 460),
+            speed_kmh=speed_kmh if located else 0.0,
+            heading_deg=self._heading,
+            located=located,
+            flags=flags,
+        )
+        return frame, self._decode_own(frame)
+
+    def _decode_own(self, frame: bytes) -> PositionReported:
+        """The report exactly as the gateway's codec will decode ``frame``."""
+        (report,) = Jt808Codec().feed(frame, Stamp.now())
+        assert isinstance(report, PositionReported)
+        return report
