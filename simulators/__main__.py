@@ -5,6 +5,11 @@ prints where the pty is, plays three trucks and exits 0; without ``--trucks`` it
 until SIGINT or SIGTERM, then removes the link and exits 0.
 ``python -m simulators modbus --tcp 5020 --profile scale-int32 --unit 1 --unit 2`` does the
 same with Modbus slaves (``--rtu /tmp/modbus0`` for RTU on a pty).
+``python -m simulators eseal --protocol reader --link /tmp/seal0 --events 20`` plays a gate
+reader for electronic seals (``--tcp PORT`` to listen instead); ``--protocol jt808 --tcp
+PORT`` is an e-lock that connects to the gateway's JT/T 808 server on 127.0.0.1:PORT.
+``python -m simulators xray --dir /tmp/drop --scans 12 --faults half_written,corrupt`` drops
+X-ray scans (image + sidecar) into a folder and the ground truth into ``/tmp/xray-truth.json``.
 """
 
 from __future__ import annotations
@@ -20,10 +25,15 @@ from pathlib import Path
 from drivers.scale.protocols import CODECS
 from simulators.central import CentralView
 from simulators.demo import run_demo
+from simulators.eseal import FAULTS as ESEAL_FAULTS
+from simulators.eseal import PROTOCOLS as ESEAL_PROTOCOLS
+from simulators.eseal import EsealSimulator
 from simulators.modbus import FAULTS as MODBUS_FAULTS
 from simulators.modbus import PROFILES as MODBUS_PROFILES
 from simulators.modbus import ModbusSimulator
 from simulators.scale import FAULTS, ScaleSimulator
+from simulators.xray import FAULTS as XRAY_FAULTS
+from simulators.xray import IMAGE_FORMATS, SIDECAR_FORMATS, XraySimulator
 
 
 def _fault_list(text: str) -> frozenset[str]:
@@ -41,6 +51,22 @@ def _modbus_fault_list(text: str) -> frozenset[str]:
     return faults
 
 
+def _eseal_fault_list(text: str) -> frozenset[str]:
+    faults = frozenset(f.strip() for f in text.split(",") if f.strip())
+    if unknown := faults - set(ESEAL_FAULTS):
+        known = ",".join(ESEAL_FAULTS)
+        raise argparse.ArgumentTypeError(f"unknown faults {sorted(unknown)}; known: {known}")
+    return faults
+
+
+def _xray_fault_list(text: str) -> frozenset[str]:
+    faults = frozenset(f.strip() for f in text.split(",") if f.strip())
+    if unknown := faults - set(XRAY_FAULTS):
+        known = ",".join(XRAY_FAULTS)
+        raise argparse.ArgumentTypeError(f"unknown faults {sorted(unknown)}; known: {known}")
+    return faults
+
+
 def _count(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -53,6 +79,25 @@ def _positive(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, not {text}")
     return value
+
+
+def _add_xray(devices: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    xray = devices.add_parser("xray", help="an X-ray scanner dropping scans into a folder")
+    xray.add_argument("--dir", required=True, type=Path, help="the drop folder")
+    xray.add_argument("--scans", type=_count, default=None, help="default: forever")
+    xray.add_argument("--interval", type=_positive, default=2.0, help="seconds between scans")
+    xray.add_argument(
+        "--faults",
+        type=_xray_fault_list,
+        default=frozenset(),
+        help=f"comma list of {','.join(XRAY_FAULTS)}",
+    )
+    xray.add_argument("--format", choices=list(IMAGE_FORMATS), default="tiff16")
+    xray.add_argument("--sidecar", choices=list(SIDECAR_FORMATS), default="xml")
+    xray.add_argument("--seed", type=int, default=None, help="reproducible scans")
+    xray.add_argument("--truth", type=Path, default=None, help="default: DIR/../xray-truth.json")
+    xray.add_argument("--settle", type=_positive, default=2.0, help="watcher's settle seconds")
+    xray.set_defaults(run=lambda args: asyncio.run(_run_xray(args)))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -88,6 +133,29 @@ def _parser() -> argparse.ArgumentParser:
     modbus.add_argument("--speed", type=_positive, default=1.0, help="time compression")
     modbus.add_argument("--seed", type=int, default=None, help="reproducible weights and faults")
     modbus.set_defaults(run=lambda args: asyncio.run(_run_modbus(args)))
+
+    eseal = devices.add_parser(
+        "eseal", help="electronic seals: a gate reader, or a JT/T 808 e-lock (TCP client)"
+    )
+    eseal.add_argument("--protocol", required=True, choices=ESEAL_PROTOCOLS)
+    eseal_where = eseal.add_mutually_exclusive_group(required=True)
+    eseal_where.add_argument("--link", type=Path, help="reader: symlink to create (pty slave)")
+    eseal_where.add_argument(
+        "--tcp", type=int, metavar="PORT", help="reader: listen on 127.0.0.1:PORT; jt808: connect"
+    )
+    eseal.add_argument(
+        "--faults",
+        type=_eseal_fault_list,
+        default=frozenset(),
+        help=f"comma list of {','.join(ESEAL_FAULTS)} (no_seal: reader only)",
+    )
+    eseal.add_argument("--events", type=_count, default=None, help="default: forever")
+    eseal.add_argument("--speed", type=_positive, default=1.0, help="time compression")
+    eseal.add_argument("--seed", type=int, default=None, help="reproducible scenario and faults")
+    eseal.add_argument("--register", action="store_true", help="jt808: register (0x0100) first")
+    eseal.set_defaults(run=lambda args: asyncio.run(_run_eseal(args)))
+
+    _add_xray(devices)
 
     demo = devices.add_parser("demo", help="the whole demo checkpoint, with central's live view")
     demo.add_argument("--dir", type=Path, default=Path("demo-data"), help="config, outbox, logs")
@@ -178,6 +246,55 @@ async def _run_modbus(args: argparse.Namespace) -> int:
         print(f"modbus simulator {args.profile} on {where}, units {units}", flush=True)
         await _until_done_or_stopped(sim.finished, stop)
     logging.getLogger(__name__).info("modbus simulator done: %s", sim.stats)
+    return 0
+
+
+async def _run_eseal(args: argparse.Namespace) -> int:
+    try:
+        sim = EsealSimulator(
+            protocol=args.protocol,
+            link=args.link,
+            tcp_port=args.tcp,
+            events=args.events,
+            faults=args.faults,
+            seed=args.seed,
+            speed=args.speed,
+            register=args.register,
+        )
+    except ValueError as exc:  # jt808 with --link, a fault that does not apply
+        print(f"simulator: {exc}", file=sys.stderr)
+        return 2
+    stop = _stop_on_signals()
+    async with sim:
+        if sim.link is not None:
+            where = f"{sim.link} (slave {sim.slave_name})"
+        elif args.protocol == "reader":
+            where = f"listening on 127.0.0.1:{sim.port}"
+        else:
+            where = f"connecting to 127.0.0.1:{sim.port}"
+        print(f"eseal simulator {args.protocol} {where}, seed {sim.seed}", flush=True)
+        await _until_done_or_stopped(sim.finished, stop)
+    logging.getLogger(__name__).info("eseal simulator done: %s", sim.stats)
+    return 0
+
+
+async def _run_xray(args: argparse.Namespace) -> int:
+    sim = XraySimulator(
+        dir=args.dir,
+        scans=args.scans,
+        interval_s=args.interval,
+        faults=args.faults,
+        seed=args.seed,
+        image_format=args.format,
+        sidecar_format=args.sidecar,
+        truth_path=args.truth,
+        settle_s=args.settle,
+    )
+    stop = _stop_on_signals()
+    async with sim:
+        print(f"xray simulator writing to {args.dir}, truth in {sim.truth_path}", flush=True)
+        await _until_done_or_stopped(sim.finished, stop)
+    logging.getLogger(__name__).info("xray simulator done: %d scans", len(sim.truth))
     return 0
 
 
