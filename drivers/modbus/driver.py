@@ -28,6 +28,8 @@ from gateway.points import PointsKeys
 from gateway.readings import PointsRead, Reading, Stamp, WeightMeasured
 from gateway.weighing import WeighingKeys
 
+NO_ANSWER = "no answer"
+
 
 class LineKeys(DeviceSection):
     """Keys that say how to reach a Modbus slave."""
@@ -173,7 +175,7 @@ class ModbusDriver(_ModbusDevice):
                 values[point.name], errors[point.name] = None, str(exc)
                 continue
             if not words:
-                values[point.name], errors[point.name] = None, "no answer"
+                values[point.name], errors[point.name] = None, NO_ANSWER
                 continue
             try:
                 value = bool(words[0]) if point.type == "bool" else decode(point, words)
@@ -187,6 +189,8 @@ class ModbusDriver(_ModbusDevice):
                     {f"{point.name}.{k}": v for k, v in named_bits(point, int(value)).items()}
                 )
         self._sync_counters()
+        if values and all(e == NO_ANSWER for e in errors.values()) and len(errors) == len(values):
+            return []  # silence is not a reading: the device must not count as up
         return [PointsRead(values=values, bits=bits, errors=errors, at=Stamp.now())]
 
 
