@@ -40,13 +40,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import math
 import os
 import random
 import struct
-import tty
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -76,6 +74,7 @@ from drivers.eseal.reader_codec import (
 )
 from gateway.readings import Stamp
 from simulators.lifecycle import PlayingSimulator
+from simulators.pty import PtyPort
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +229,6 @@ class EsealSimulator(PlayingSimulator):
         self.finished = asyncio.Event()
         self.connected = asyncio.Event()
         self.stats = EsealStats()
-        self.slave_name: str | None = None
         self._rng = random.Random(f"{self.seed}:scenario")
         self._fault_rng = random.Random(f"{self.seed}:faults")
         self._reader_codec = SealReaderCodec(crc_init=crc_init)
@@ -243,8 +241,11 @@ class EsealSimulator(PlayingSimulator):
         self._heading = self._rng.randint(0, 359)
         self._door_open_left = 0  # jt808: further reports with the door open
         self._last_time: datetime | None = None  # jt808: previous report's device time
-        self._master: int | None = None
-        self._reading = False
+        self._port = (
+            PtyPort(self.link, self._on_bytes, "e-seal simulator", self._on_presence)
+            if self.link is not None
+            else None
+        )
         self._server: asyncio.Server | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._conn_tasks: set[asyncio.Task[None]] = set()
@@ -289,84 +290,27 @@ class EsealSimulator(PlayingSimulator):
     # -- the pty (reader) ---------------------------------------------------------------
 
     def _open_pty(self) -> None:
-        assert self.link is not None
-        master, slave = os.openpty()
-        try:
-            tty.setraw(slave)  # no echo, no line editing: bytes pass as on a UART
-            name = os.ttyname(slave)
-        except OSError:
-            os.close(master)
-            raise
-        finally:
-            os.close(slave)  # so the master reads EIO while no client has the port open
-        os.set_blocking(master, False)
-        self._master = master
-        self.slave_name = name
-        try:
-            if os.path.lexists(self.link) and not self.link.is_symlink():
-                raise FileExistsError(f"{self.link} exists and is not a symlink")
-            tmp = self.link.with_name(self.link.name + ".tmp")
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            os.symlink(name, tmp)
-            os.replace(tmp, self.link)
-        except OSError:
-            self._close_pty()
-            self.slave_name = None
-            raise
+        assert self._port is not None
+        self._port.open()
 
     def _close_pty(self) -> None:
-        self._stop_reading()
-        master, self._master = self._master, None
-        if master is not None:
-            os.close(master)
-        if self.link is not None and self.slave_name is not None:
-            with contextlib.suppress(OSError):
-                if os.readlink(self.link) == self.slave_name:
-                    self.link.unlink()
-        self.slave_name = None
+        if self._port is not None:
+            self._port.close()
+            self._port.unlink()
 
-    def _stop_reading(self) -> None:
-        if self._reading and self._master is not None:
-            asyncio.get_running_loop().remove_reader(self._master)
-        self._reading = False
-        self.connected.clear()
+    def _on_presence(self, present: bool) -> None:
+        if present:
+            self.connected.set()
+        else:
+            self.connected.clear()
 
     def _pty_client_present(self) -> bool:
-        """Whether a client has the slave open; starts reading when one has arrived."""
-        if self._reading:
-            return True
-        if self._master is None:
-            return False
-        try:
-            data = os.read(self._master, 1024)
-        except BlockingIOError:
-            data = b""
-        except OSError:
-            return False
-        asyncio.get_running_loop().add_reader(self._master, self._on_pty_readable)
-        self._reading = True
-        self.connected.set()
-        if data:
-            self._on_bytes(data)
-        return True
+        return self._port is not None and self._port.client_present()
 
-    def _on_pty_readable(self) -> None:
-        if self._master is None:
-            return
-        try:
-            data = os.read(self._master, 1024)
-        except BlockingIOError:
-            return
-        except OSError as exc:  # EIO: the last client closed the port
-            if exc.errno != errno.EIO:
-                log.warning("e-seal simulator: reading the pty failed: %s", exc)
-            self._stop_reading()
-            return
-        if not data:
-            self._stop_reading()
-            return
-        self._on_bytes(data)
+    @property
+    def slave_name(self) -> str | None:
+        """The pty slave the link points at while open."""
+        return self._port.slave_name if self._port is not None else None
 
     # -- TCP -----------------------------------------------------------------------------
 
@@ -498,11 +442,13 @@ class EsealSimulator(PlayingSimulator):
 
     def _raw_write(self, data: bytes) -> bool:
         if self.link is not None:
-            if self._master is None or not self._pty_client_present():
+            if not self._pty_client_present():
                 self.stats.frames_unheard += 1
                 return False
+            assert self._port is not None
+            assert self._port.master is not None
             try:
-                os.write(self._master, data)
+                os.write(self._port.master, data)
             except OSError:  # EAGAIN: the client does not read and the buffer is full
                 self.stats.frames_unheard += 1
                 return False

@@ -47,6 +47,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from drivers.modbus.presets import PRESETS
 from drivers.modbus.registers import Function, Point, encode
 from simulators.lifecycle import PlayingSimulator
+from simulators.pty import point_link
 from simulators.trucks import ScaleState, TruckTimeline
 
 log = logging.getLogger(__name__)
@@ -437,7 +438,7 @@ class ModbusSimulator(PlayingSimulator):
         await asyncio.sleep(0)
         if self._relay is not None:
             assert self.link is not None
-            _point_link(self.link, self._relay.client_name)
+            point_link(self.link, self._relay.client_name)
             self.slave_name = self._relay.client_name
         else:
             # For TCP, pymodbus keeps the asyncio.Server in ``transport``.
@@ -637,16 +638,6 @@ class ModbusSimulator(PlayingSimulator):
 
 def _address(point: Point) -> int:
     return point.address
-
-
-def _point_link(link: Path, target: str) -> None:
-    """Point ``link`` at ``target`` atomically (a client never sees it missing)."""
-    _check_link(link)
-    tmp = link.with_name(link.name + ".tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    os.symlink(target, tmp)
-    os.replace(tmp, link)
 
 
 def _check_link(link: Path) -> None:

@@ -19,12 +19,9 @@ kernel would queue kilobytes of stale frames for the next client to read as new)
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
 import logging
 import os
 import random
-import tty
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +33,7 @@ from gateway.readings import Stamp, WeightMeasured
 
 # F401: the weight range moved to simulators.trucks; callers still import it from here.
 from simulators.lifecycle import PlayingSimulator
+from simulators.pty import PtyPort
 from simulators.trucks import MAX_KG, MIN_KG, STEP_KG, ScaleState, TruckTimeline  # noqa: F401
 
 log = logging.getLogger(__name__)
@@ -148,10 +146,8 @@ class ScaleSimulator(PlayingSimulator):
         self.finished = asyncio.Event()
         self.link_ready = asyncio.Event()
         self.stats = SimulatorStats()
-        self.slave_name: str | None = None
         self._codec = CODECS[protocol]
-        self._master: int | None = None
-        self._reading = False  # add_reader installed: a client has the slave open
+        self._port = PtyPort(self.link, self._on_commands, "scale simulator")
         self._state = ScaleState(weight_kg=0, motion=False)
         self._rx = bytearray()  # command bytes not yet acted on
         self._repeat = False  # SMA: continuous output requested with <LF>R<CR>
@@ -176,102 +172,23 @@ class ScaleSimulator(PlayingSimulator):
     # -- the pty ----------------------------------------------------------------------
 
     def _open_pty(self) -> None:
-        master, slave = os.openpty()
-        try:
-            tty.setraw(slave)  # no echo, no line editing: bytes pass as on a UART
-            name = os.ttyname(slave)
-        except OSError:
-            os.close(master)
-            raise
-        finally:
-            # Not keeping the slave open is what lets the master see EIO when no
-            # client has the port open (the kernel keeps the raw settings).
-            os.close(slave)
-        os.set_blocking(master, False)
-        self._master = master
-        self.slave_name = name
-        self._reading = False
-        try:
-            self._point_link(name)
-        except OSError:
-            self._close_pty()
-            raise
+        self._port.open()
         self.link_ready.set()
-
-    def _point_link(self, target: str) -> None:
-        """Point ``link`` at ``target`` atomically (a client never sees it missing)."""
-        if os.path.lexists(self.link) and not self.link.is_symlink():
-            raise FileExistsError(f"{self.link} exists and is not a symlink; not replacing it")
-        tmp = self.link.with_name(self.link.name + ".tmp")
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        os.symlink(target, tmp)
-        os.replace(tmp, self.link)
 
     def _close_pty(self) -> None:
         # The indicator's own state (SMA repeat mode) survives: this is a cable pulled,
         # not a power cycle.
         self.link_ready.clear()
-        self._stop_reading()
-        master, self._master = self._master, None
-        if master is not None:
-            os.close(master)
+        self._port.close()
         self._rx.clear()
 
     def _unlink(self) -> None:
-        """Remove the link if it still points at a pty of ours."""
-        with contextlib.suppress(OSError):
-            if self.slave_name is not None and os.readlink(self.link) == self.slave_name:
-                self.link.unlink()
-        self.slave_name = None
+        self._port.unlink()
 
-    def _start_reading(self) -> None:
-        if not self._reading and self._master is not None:
-            asyncio.get_running_loop().add_reader(self._master, self._on_readable)
-            self._reading = True
-
-    def _stop_reading(self) -> None:
-        if self._reading and self._master is not None:
-            asyncio.get_running_loop().remove_reader(self._master)
-        self._reading = False
-
-    def _client_present(self) -> bool:
-        """Whether a client has the slave open; starts reading when one has arrived.
-
-        While nobody has it open the master is always "readable" with EIO, so the
-        reader is removed then and the tick looks again (10 times a second).
-        """
-        if self._reading:
-            return True
-        if self._master is None:
-            return False
-        try:
-            data = os.read(self._master, 1024)
-        except BlockingIOError:
-            data = b""
-        except OSError:
-            return False
-        self._start_reading()
-        if data:
-            self._on_commands(data)
-        return True
-
-    def _on_readable(self) -> None:
-        if self._master is None:
-            return
-        try:
-            data = os.read(self._master, 1024)
-        except BlockingIOError:
-            return
-        except OSError as exc:  # EIO: the last client closed the port
-            if exc.errno != errno.EIO:
-                log.warning("scale simulator: reading the pty failed: %s", exc)
-            self._stop_reading()
-            return
-        if not data:  # end of file: no client (never seen on Linux, where EIO comes)
-            self._stop_reading()
-            return
-        self._on_commands(data)
+    @property
+    def slave_name(self) -> str | None:
+        """The pty slave the link points at while open."""
+        return self._port.slave_name
 
     # -- playing ----------------------------------------------------------------------
 
@@ -305,7 +222,7 @@ class ScaleSimulator(PlayingSimulator):
             if self._reopen_at is not None:
                 self.stats.frames_silenced += int(self._streaming)
                 return
-        if not self._client_present():
+        if not self._port.client_present():
             self.stats.frames_unheard += int(self._streaming)
             return
         if self._streaming:
@@ -336,7 +253,7 @@ class ScaleSimulator(PlayingSimulator):
 
     def _send(self, frame: bytes, now: float) -> None:
         """Write one frame, with the configured faults, without ever blocking."""
-        if now < self._silent_until or self._master is None:
+        if now < self._silent_until or self._port.master is None:
             self.stats.frames_silenced += 1
             return
         rng = self._fault_rng
@@ -353,7 +270,7 @@ class ScaleSimulator(PlayingSimulator):
             frame = frame[: rng.randrange(1, len(frame))]
         out += frame
         try:
-            written = os.write(self._master, out)
+            written = os.write(self._port.master, out)
         except OSError:  # EAGAIN: nobody reads and the buffer is full
             written = 0
         if written < len(out):
