@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import subprocess
@@ -170,7 +171,19 @@ def gone(path: Path) -> bool:
 
 
 def open_fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
+    """The pty fds this process holds (what a simulator opens).
+
+    Only ptys: other fds come and go as earlier tests' objects are garbage-collected,
+    which made a whole-process comparison depend on test order.
+    """
+    gc.collect()
+    out = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target == "/dev/ptmx" or target.startswith("/dev/pts/"):
+                out.add(f"{fd}:{target}")
+    return out
 
 
 @dataclass
