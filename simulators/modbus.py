@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import math
 import os
@@ -47,7 +46,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from drivers.modbus.presets import PRESETS
 from drivers.modbus.registers import Function, Point, encode
 from simulators.lifecycle import PlayingSimulator
-from simulators.pty import point_link
+from simulators.pty import PtyPort
 from simulators.trucks import ScaleState, TruckTimeline
 
 log = logging.getLogger(__name__)
@@ -147,94 +146,53 @@ class _PtyRelay:
     """Two ptys whose masters are joined: pymodbus opens one slave, the client the other.
 
     ``server_name`` is the slave pymodbus opens; we also keep it open, so its master
-    never reads EIO while pymodbus reopens it. ``client_name`` is not held open, so its
-    master reads EIO while no client has it open: that is how absence is seen, and then
-    responses are dropped (a serial line does not store bytes for later).
+    never reads EIO while pymodbus reopens it. The client end is a :class:`PtyPort`
+    linked at ``link`` (by :meth:`point`, once the server listens): its slave is not
+    held open, so absence is seen, and responses are then dropped (a serial line does
+    not store bytes for later).
     """
 
-    def __init__(self, stats: ModbusStats) -> None:
+    def __init__(self, stats: ModbusStats, link: Path) -> None:
         self._stats = stats
         self._loop = asyncio.get_running_loop()
-        self._fds: list[int] = []
-        self._reading_client = False
-        self._reading_server = False
-        self._server_master, self.server_name = self._open(keep_slave=True)
-        try:
-            self._client_master, self.client_name = self._open(keep_slave=False)
-        except OSError:
-            self.close()
-            raise
-        self._loop.add_reader(self._server_master, self._from_server)
-        self._reading_server = True
-
-    def _open(self, *, keep_slave: bool) -> tuple[int, str]:
-        """A new pty in raw mode: its master (non-blocking) and its slave's name."""
         master, slave = os.openpty()
         try:
             tty.setraw(slave)  # no echo, no line editing: bytes pass as on a UART
-            name = os.ttyname(slave)
+            self.server_name = os.ttyname(slave)
         except OSError:
             os.close(master)
             os.close(slave)
             raise
-        self._fds.append(master)
-        if keep_slave:
-            self._fds.append(slave)
-        else:
-            os.close(slave)  # the kernel keeps the raw settings for the client
         os.set_blocking(master, False)
-        return master, name
+        self._server_master, self._server_slave = master, slave
+        self.client = PtyPort(link, self._to_server, "modbus simulator")
+        try:
+            self.client.open(link=False)
+        except OSError:
+            self.close()
+            raise
+        self._loop.add_reader(self._server_master, self._from_server)
+
+    def point(self) -> None:
+        """Point the link at the client end."""
+        self.client.point()
 
     def close(self) -> None:
-        """Stop relaying and close every fd. Idempotent."""
-        if self._reading_server:
+        """Stop relaying, close every fd and remove the link. Idempotent."""
+        if self._server_master >= 0:
             self._loop.remove_reader(self._server_master)
-            self._reading_server = False
-        self._stop_reading_client()
-        for fd in self._fds:
-            os.close(fd)
-        self._fds.clear()
+            os.close(self._server_master)
+            os.close(self._server_slave)
+            self._server_master = self._server_slave = -1
+        self.client.close()
+        self.client.unlink()
 
     def client_present(self) -> bool:
-        """Whether a client has its end open; starts relaying its bytes when one has.
+        """Whether a client has its end open (a new client's first request waits a tick)."""
+        return self.client.client_present()
 
-        While nobody has it open the master is always "readable" with EIO, so no reader
-        is installed then, and this is called again on every tick (and before relaying a
-        response): a new client's first request waits at most one tick.
-        """
-        if self._reading_client:
-            return True
-        if not self._fds:
-            return False
-        try:
-            data = os.read(self._client_master, 1024)
-        except BlockingIOError:
-            data = b""
-        except OSError:
-            return False
-        self._loop.add_reader(self._client_master, self._from_client)
-        self._reading_client = True
-        if data:
-            self._write(self._server_master, data)
-        return True
-
-    def _stop_reading_client(self) -> None:
-        if self._reading_client:
-            self._loop.remove_reader(self._client_master)
-            self._reading_client = False
-
-    def _from_client(self) -> None:
-        try:
-            data = os.read(self._client_master, 1024)
-        except BlockingIOError:
-            return
-        except OSError as exc:  # EIO: the last client closed the port
-            if exc.errno != errno.EIO:
-                log.warning("modbus simulator: reading the client pty failed: %s", exc)
-            self._stop_reading_client()
-            return
-        if data:
-            self._write(self._server_master, data)
+    def _to_server(self, data: bytes) -> None:
+        _write(self._server_master, data)
 
     def _from_server(self) -> None:
         try:
@@ -243,17 +201,17 @@ class _PtyRelay:
             return
         if not data:
             return
-        if self.client_present():
-            self._write(self._client_master, data)
+        if self.client_present() and self.client.master is not None:
+            _write(self.client.master, data)
         else:
             self._stats.unheard += 1
 
-    @staticmethod
-    def _write(fd: int, data: bytes) -> None:
-        # A few hundred bytes at most into an empty pty buffer: a short write only
-        # happens when nobody reads, and then the bytes are lost, as on a wire.
-        with contextlib.suppress(BlockingIOError):
-            os.write(fd, data)
+
+def _write(fd: int, data: bytes) -> None:
+    # A few hundred bytes at most into an empty pty buffer: a short write only happens
+    # when nobody reads, and then the bytes are lost, as on a wire.
+    with contextlib.suppress(BlockingIOError):
+        os.write(fd, data)
 
 
 class ModbusSimulator(PlayingSimulator):
@@ -410,7 +368,7 @@ class ModbusSimulator(PlayingSimulator):
         server: ModbusTcpServer | ModbusSerialServer
         if self.link is not None:
             _check_link(self.link)  # before anything is opened: nothing to undo
-            self._relay = _PtyRelay(self.stats)
+            self._relay = _PtyRelay(self.stats, self.link)
             server = ModbusSerialServer(
                 devices,
                 framer=FramerType.RTU,
@@ -438,8 +396,8 @@ class ModbusSimulator(PlayingSimulator):
         await asyncio.sleep(0)
         if self._relay is not None:
             assert self.link is not None
-            point_link(self.link, self._relay.client_name)
-            self.slave_name = self._relay.client_name
+            self._relay.point()
+            self.slave_name = self._relay.client.slave_name
         else:
             # For TCP, pymodbus keeps the asyncio.Server in ``transport``.
             listener = cast(asyncio.Server, server.transport)
@@ -452,11 +410,7 @@ class ModbusSimulator(PlayingSimulator):
             await asyncio.sleep(0)  # let the closed connections' callbacks run
         relay, self._relay = self._relay, None
         if relay is not None:
-            relay.close()
-        if self.link is not None and self.slave_name is not None:
-            with contextlib.suppress(OSError):
-                if os.readlink(self.link) == self.slave_name:
-                    self.link.unlink()
+            relay.close()  # removes the link too
         self.slave_name = None
 
     # -- the datastore ------------------------------------------------------------------

@@ -57,8 +57,8 @@ class PtyPort:
         self.slave_name: str | None = None
         self._reading = False  # add_reader installed: a client has the slave open
 
-    def open(self) -> None:
-        """Open a new pty and point the link at its slave."""
+    def open(self, *, link: bool = True) -> None:
+        """Open a new pty; point the link at its slave now, or later with :meth:`point`."""
         master, slave = os.openpty()
         try:
             tty.setraw(slave)  # no echo, no line editing: bytes pass as on a UART
@@ -70,8 +70,14 @@ class PtyPort:
             os.close(slave)  # the kernel keeps the raw settings
         os.set_blocking(master, False)
         self.master, self.slave_name, self._reading = master, name, False
+        if link:
+            self.point()
+
+    def point(self) -> None:
+        """Point the link at the open pty's slave (closing the pty if that fails)."""
+        assert self.slave_name is not None
         try:
-            point_link(self.link, name)
+            point_link(self.link, self.slave_name)
         except OSError:
             self.close()
             self.slave_name = None
