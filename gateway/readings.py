@@ -30,7 +30,25 @@ class Stamp:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class WeightMeasured:
+class Reading:
+    """Base of everything a driver yields: something a device reported, and when.
+
+    Driver families define their own subclasses (seal reads, scans, motion); the
+    processor for a device dispatches on the subclass.
+
+    Attributes:
+        at: when the reading's last byte arrived (or the file was complete).
+    """
+
+    at: Stamp
+
+    def summary(self) -> dict[str, object]:
+        """The few fields shown in device state and ``gatewayctl status``."""
+        return {}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WeightMeasured(Reading):
     """One frame from a weighbridge indicator.
 
     Attributes:
@@ -53,7 +71,6 @@ class WeightMeasured:
     net: bool = False
     zero_captured: bool = True
     tare: float | None = None
-    at: Stamp
 
     @property
     def weight_kg(self) -> float | None:
@@ -63,9 +80,17 @@ class WeightMeasured:
             return None
         return self.weight * factor
 
+    def summary(self) -> dict[str, object]:
+        return {
+            "weight": self.weight,
+            "unit": self.unit,
+            "stable": self.stable,
+            "in_range": self.in_range,
+        }
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PointsRead:
+class PointsRead(Reading):
     """Values polled from a register-mapped device (Modbus) in one round.
 
     Attributes:
@@ -78,8 +103,6 @@ class PointsRead:
     values: dict[str, float | int | bool | None]
     bits: dict[str, bool]
     errors: dict[str, str]
-    at: Stamp
 
-
-Reading = WeightMeasured | PointsRead
-"""Union of every reading type; grows as driver families are added."""
+    def summary(self) -> dict[str, object]:
+        return {"values": self.values, "errors": self.errors}

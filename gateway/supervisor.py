@@ -20,25 +20,12 @@ from gateway.config import DeviceSection
 from gateway.errors import DriverUnavailableError, GatewayError
 from gateway.health import DeviceHealth, DeviceState
 from gateway.processors import processor_for
-from gateway.readings import PointsRead, Reading
 from gateway.records import Draft
 from gateway.registry import create_driver
 
 log = structlog.get_logger(__name__)
 
 Emit = Callable[[list[Draft]], Awaitable[object]]
-
-
-def reading_summary(reading: Reading) -> dict[str, object]:
-    """The few fields of a reading shown in device state and ``gatewayctl status``."""
-    if isinstance(reading, PointsRead):
-        return {"values": reading.values, "errors": reading.errors}
-    return {
-        "weight": reading.weight,
-        "unit": reading.unit,
-        "stable": reading.stable,
-        "in_range": reading.in_range,
-    }
 
 
 class DeviceSupervisor:
@@ -84,7 +71,7 @@ class DeviceSupervisor:
         self.driver = driver
         async with driver:
             async for reading in driver.readings():
-                self.health.last_reading = reading_summary(reading)
+                self.health.last_reading = reading.summary()
                 self.health.last_reading_at = reading.at.utc
                 self.health.counters = driver.counters.as_dict()
                 if self.health.state in (

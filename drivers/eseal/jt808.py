@@ -55,7 +55,7 @@ from types import MappingProxyType
 from typing import Literal, NamedTuple
 
 from gateway.errors import FrameError
-from gateway.readings import Stamp
+from gateway.readings import Reading, Stamp
 
 FLAG = 0x7E
 ESCAPE = 0x7D
@@ -144,7 +144,7 @@ GPS-lost are alarms; an emergency button press is treated the same)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PositionReported:
+class PositionReported(Reading):
     """A decoded 0x0200 location report (§8.18).
 
     Attributes:
@@ -180,7 +180,6 @@ class PositionReported:
     alarm_bits: int
     status_bits: int
     extras: tuple[tuple[int, bytes], ...] = ()
-    at: Stamp
 
     @property
     def msg_id(self) -> int:
@@ -194,7 +193,7 @@ class PositionReported:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Jt808Message:
+class Jt808Message(Reading):
     """Any other well-formed message, body undecoded.
 
     Attributes:
@@ -213,7 +212,6 @@ class Jt808Message:
     body: bytes
     encryption: int = 0
     packet: tuple[int, int] | None = None
-    at: Stamp
 
 
 Decoded = PositionReported | Jt808Message | FrameError

@@ -63,7 +63,7 @@ from typing import Literal
 from drivers.eseal.crc import crc16_ccitt
 from drivers.stream import ByteStream
 from gateway.errors import FrameError
-from gateway.readings import Stamp
+from gateway.readings import Reading, Stamp
 
 STX = 0x02
 ETX = 0x03
@@ -128,7 +128,7 @@ _HEX_CHARS = frozenset(b"0123456789ABCDEF")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SealRead:
+class SealRead(Reading):
     """A seal's state as the gate reader read it (answer to a read, or a periodic report).
 
     Attributes:
@@ -155,7 +155,6 @@ class SealRead:
     seal_time: datetime
     reader: int
     reader_status: int = 0
-    at: Stamp
 
     @property
     def sealed(self) -> bool:
@@ -169,7 +168,7 @@ class SealRead:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SealAlert:
+class SealAlert(Reading):
     """An unsolicited alert from the reader; acknowledge it with :meth:`SealReaderCodec.ack_for`.
 
     Attributes:
@@ -195,7 +194,6 @@ class SealAlert:
     sequence: int
     reader: int
     reader_status: int = 0
-    at: Stamp
 
     @property
     def alarm(self) -> bool:
@@ -211,31 +209,28 @@ class SealAlert:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class NoSealInRange:
+class NoSealInRange(Reading):
     """The reader answered that no seal is in range (``#B=0``)."""
 
     reader: int
     reader_status: int = 0
-    at: Stamp
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AlertAcked:
+class AlertAcked(Reading):
     """A host -> reader acknowledgement (decoded for the simulator, or an RS-485 echo)."""
 
     seal_id: str
     event: SealEvent
     sequence: int
     reader: int
-    at: Stamp
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ReadRequested:
+class ReadRequested(Reading):
     """A host -> reader read request (decoded for the simulator, or an RS-485 echo)."""
 
     reader: int
-    at: Stamp
 
 
 SealMessage = SealRead | SealAlert | NoSealInRange | AlertAcked | ReadRequested
