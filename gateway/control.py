@@ -31,6 +31,9 @@ MAX_REQUEST = 4096
 
 
 def _record_line(record: Record) -> dict[str, Any]:
+    if record.content_type is not None:  # media: say what went, not the bytes
+        media = {"content_type": record.content_type, "bytes": len(record.payload)}
+        return {"topic": record.topic, "seq": None, "media": media}
     return {"topic": record.topic, "seq": record.seq, "record": json.loads(record.payload)}
 
 

@@ -105,6 +105,13 @@ def cmd_tail(args: argparse.Namespace) -> int:
                 print(json.dumps(line, ensure_ascii=False), flush=True)
             elif "dropped" in line:
                 print("... (tail too slow: lines dropped)", flush=True)
+            elif "media" in line:
+                media = line["media"]
+                print(
+                    f"{'':24}  {'media':<8} {line['topic']:<32} "
+                    f"{media['content_type']}, {media['bytes']} bytes",
+                    flush=True,
+                )
             else:
                 rec = line["record"]
                 print(

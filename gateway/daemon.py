@@ -13,6 +13,7 @@ import asyncio
 import os
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -22,7 +23,7 @@ from gateway import __version__
 from gateway.config import GatewayConfig
 from gateway.control import ControlServer
 from gateway.outbox import Outbox
-from gateway.records import Draft, Record
+from gateway.records import Outgoing, Record
 from gateway.sdnotify import notify, watchdog_interval_s, watchdog_loop
 from gateway.supervisor import DeviceSupervisor
 from gateway.uplink import Uplink
@@ -52,7 +53,7 @@ class Daemon:
         self.started_mono = time.monotonic()
         self.emit_errors = 0
 
-    async def emit(self, drafts: list[Draft]) -> list[Record]:
+    async def emit(self, drafts: Sequence[Outgoing]) -> list[Record]:
         """Make drafts durable; the uplink picks them up from the outbox."""
         return await self.outbox.append(drafts)
 

@@ -36,7 +36,16 @@ from typing import Any, TypeVar
 import structlog
 
 from gateway.errors import OutboxError, OutboxFullError
-from gateway.records import GENESIS, Draft, Priority, Record, envelope, uuid7
+from gateway.records import (
+    GENESIS,
+    Draft,
+    MediaDraft,
+    Outgoing,
+    Priority,
+    Record,
+    envelope,
+    uuid7,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +54,8 @@ T = TypeVar("T")
 EVICTION_TOPIC = "event/outbox_evicted"
 ACK_DELAY_S = 0.05
 """How long acknowledgements gather before their deletion is committed."""
+TAIL_BYTES = 32 * 1024 * 1024
+"""Cap on the payload bytes the in-memory tail holds (media make records large)."""
 TAIL_RECORDS = 16384
 """Newest records kept in memory so the uplink rarely reads the database.
 
@@ -62,9 +73,33 @@ CREATE TABLE IF NOT EXISTS records (
     priority INTEGER NOT NULL,
     retain   INTEGER NOT NULL
 );
+-- records.seq is the queue position (publish order, the acknowledgement key);
+-- env_seq is the envelope's seq (NULL for media); content_type NULL = JSON record.
 CREATE INDEX IF NOT EXISTS records_by_priority ON records (priority, seq);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+
+def _add_media_columns(db: sqlite3.Connection) -> None:
+    """Bring an outbox from before media support up to date (its rows are JSON)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(records)")}
+    if "env_seq" not in columns:
+        db.execute("ALTER TABLE records ADD COLUMN content_type TEXT")
+        db.execute("ALTER TABLE records ADD COLUMN env_seq INTEGER")
+        db.execute("UPDATE records SET env_seq = seq")
+
+
+def _row(record: Record) -> tuple[int, str, str, bytes, int, int, str | None, int | None]:
+    return (
+        record.pos,
+        record.id,
+        record.topic,
+        record.payload,
+        int(record.priority),
+        int(record.retain),
+        record.content_type,
+        record.seq,
+    )
 
 
 def _is_disk_full(exc: sqlite3.Error) -> bool:
@@ -79,6 +114,10 @@ class Eviction:
     bytes: int = 0
     by_priority: dict[str, int] = field(default_factory=dict)
     seqs: list[int] = field(default_factory=list)
+    """Envelope seqs of the evicted records (what central sees as a gap)."""
+    positions: list[int] = field(default_factory=list)
+    """Queue positions of everything evicted, media included."""
+    media: int = 0
 
 
 @dataclass(slots=True)
@@ -88,6 +127,7 @@ class OutboxStats:
     depth: int = 0
     bytes: int = 0
     last_seq: int = 0
+    last_pos: int = 0
     appended_total: int = 0
     acked_total: int = 0
     evicted_total: int = 0
@@ -130,10 +170,11 @@ class Outbox:
         """Set whenever new records were committed; the uplink clears it."""
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
         self._db: sqlite3.Connection | None = None
-        self._pending: list[tuple[Sequence[Draft], asyncio.Future[list[Record]]]] = []
+        self._pending: list[tuple[Sequence[Outgoing], asyncio.Future[list[Record]]]] = []
         self._acked: list[int] = []
         self._ack_timer: asyncio.TimerHandle | None = None
-        self._tail: list[Record] = []  # newest committed records, contiguous up to last_seq
+        self._tail: list[Record] = []  # newest committed records, contiguous up to last_pos
+        self._tail_bytes = 0
         self._flusher: asyncio.Task[None] | None = None
         self._last_hash = GENESIS
 
@@ -173,7 +214,7 @@ class Outbox:
 
     # -- public API --------------------------------------------------------------------
 
-    async def append(self, drafts: Sequence[Draft]) -> list[Record]:
+    async def append(self, drafts: Sequence[Outgoing]) -> list[Record]:
         """Make drafts durable; return them as records once committed.
 
         Raises:
@@ -187,14 +228,14 @@ class Outbox:
         self._kick()
         return await future
 
-    def ack(self, seq: int) -> None:
-        """The broker acknowledged ``seq``: delete it with a later commit.
+    def ack(self, pos: int) -> None:
+        """The broker acknowledged the record at queue position ``pos``: delete it later.
 
         Deletions are gathered for ``ACK_DELAY_S`` and committed without waiting for
         fsync: losing one in a power cut only means sending that record again, which
         consumers already de-duplicate by ``id``.
         """
-        self._acked.append(seq)
+        self._acked.append(pos)
         if self._ack_timer is None:
             self._ack_timer = asyncio.get_running_loop().call_later(ACK_DELAY_S, self._ack_due)
 
@@ -202,25 +243,27 @@ class Outbox:
         self._ack_timer = None
         self._kick()
 
-    async def read_after(self, seq: int, limit: int) -> list[Record]:
-        """Records with ``seq`` greater than the given one, oldest first.
+    async def read_after(self, pos: int, limit: int) -> list[Record]:
+        """Records queued after position ``pos``, oldest first.
 
         Recently committed records are served from memory; older ones (a backlog
         after an outage or a restart) from the database.
         """
         tail = self._tail
-        if tail and tail[0].seq <= seq + 1:
-            start = bisect.bisect_right(tail, seq, key=lambda r: r.seq)
+        if tail and tail[0].pos <= pos + 1:
+            start = bisect.bisect_right(tail, pos, key=lambda r: r.pos)
             return tail[start : start + limit]
-        rows = await self._run(self._read_sync, seq, limit)
+        rows = await self._run(self._read_sync, pos, limit)
         return [
             Record(
-                seq=r[0],
+                pos=r[0],
                 id=r[1],
                 topic=r[2],
                 payload=r[3],
                 priority=Priority(r[4]),
                 retain=bool(r[5]),
+                content_type=r[6],
+                seq=r[7],
             )
             for r in rows
         ]
@@ -259,15 +302,24 @@ class Outbox:
             self.changed.set()
         if eviction.count:
             if self._tail:
-                gone = set(eviction.seqs)
-                self._tail = [r for r in self._tail if r.seq not in gone]
+                gone = set(eviction.positions)
+                self._tail = [r for r in self._tail if r.pos not in gone]
+                self._tail_bytes = sum(len(r.payload) for r in self._tail)
             self._report_eviction(eviction)
 
     def _remember(self, records: list[Record]) -> None:
         """Keep the newest committed records in memory for the uplink."""
         self._tail.extend(records)
-        if len(self._tail) > 2 * TAIL_RECORDS:
-            del self._tail[:-TAIL_RECORDS]
+        self._tail_bytes += sum(len(r.payload) for r in records)
+        if len(self._tail) > 2 * TAIL_RECORDS or self._tail_bytes > 2 * TAIL_BYTES:
+            keep, size = 0, 0
+            for record in reversed(self._tail):
+                if keep >= TAIL_RECORDS or size + len(record.payload) > TAIL_BYTES:
+                    break
+                keep += 1
+                size += len(record.payload)
+            del self._tail[: len(self._tail) - keep]
+            self._tail_bytes = size
 
     def _report_eviction(self, ev: Eviction) -> None:
         log.warning(
@@ -287,6 +339,7 @@ class Outbox:
                 "bytes": ev.bytes,
                 "by_priority": ev.by_priority,
                 "seq_ranges": seq_ranges(ev.seqs),
+                "media": ev.media,
                 "max_bytes": self.max_bytes,
             },
             # Never evicted: it is what lets central tell a gap from a loss.
@@ -310,10 +363,13 @@ class Outbox:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(SCHEMA)
+            _add_media_columns(db)
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot open outbox {self.path}: {exc}") from exc
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
         self.stats.last_seq = int(meta.get("last_seq", "0"))
+        # Outboxes written before media existed have no last_pos: positions were seqs.
+        self.stats.last_pos = int(meta.get("last_pos") or self.stats.last_seq)
         self._last_hash = meta.get("last_hash", GENESIS)
         depth, size = db.execute(
             "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)),0) FROM records"
@@ -321,15 +377,17 @@ class Outbox:
         self.stats.depth, self.stats.bytes = depth, size
         self._db = db
 
-    def _read_sync(self, seq: int, limit: int) -> list[tuple[Any, ...]]:
+    def _read_sync(self, pos: int, limit: int) -> list[tuple[Any, ...]]:
         assert self._db is not None
         return self._db.execute(
-            "SELECT seq, id, topic, payload, priority, retain FROM records"
-            " WHERE seq > ? ORDER BY seq LIMIT ?",
-            (seq, limit),
+            "SELECT seq, id, topic, payload, priority, retain, content_type, env_seq"
+            " FROM records WHERE seq > ? ORDER BY seq LIMIT ?",
+            (pos, limit),
         ).fetchall()
 
-    def _commit_sync(self, drafts: list[Draft], acked: list[int]) -> tuple[list[Record], Eviction]:
+    def _commit_sync(
+        self, drafts: list[Outgoing], acked: list[int]
+    ) -> tuple[list[Record], Eviction]:
         if not drafts:
             return self._delete_only(acked)
         try:
@@ -355,6 +413,8 @@ class Outbox:
             ev.count += freed.count
             ev.bytes += freed.bytes
             ev.seqs += freed.seqs
+            ev.positions += freed.positions
+            ev.media += freed.media
             for k, v in freed.by_priority.items():
                 ev.by_priority[k] = ev.by_priority.get(k, 0) + v
             return records, ev
@@ -377,10 +437,12 @@ class Outbox:
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
 
-    def _transaction(self, drafts: list[Draft], acked: list[int]) -> tuple[list[Record], Eviction]:
+    def _transaction(
+        self, drafts: list[Outgoing], acked: list[int]
+    ) -> tuple[list[Record], Eviction]:
         db = self._db
         assert db is not None
-        seq, last_hash = self.stats.last_seq, self._last_hash
+        pos, seq, last_hash = self.stats.last_pos, self.stats.last_seq, self._last_hash
         records: list[Record] = []
         db.execute("BEGIN IMMEDIATE")
         if acked:
@@ -392,8 +454,23 @@ class Outbox:
             freed_bytes = sum(r[0] for r in deleted)
         else:
             deleted, freed_bytes = [], 0
-        rows: list[tuple[int, str, str, bytes, int, int]] = []
+        rows: list[tuple[int, str, str, bytes, int, int, str | None, int | None]] = []
         for draft in drafts:
+            pos += 1
+            if isinstance(draft, MediaDraft):
+                record = Record(
+                    pos=pos,
+                    seq=None,
+                    id=draft.media_id,
+                    topic=draft.topic,
+                    payload=draft.body,
+                    priority=draft.priority,
+                    retain=False,
+                    content_type=draft.content_type,
+                )
+                rows.append(_row(record))
+                records.append(record)
+                continue
             seq += 1
             record_id = uuid7()
             payload = envelope(
@@ -405,6 +482,7 @@ class Outbox:
                 gateway=self.gateway,
             )
             record = Record(
+                pos=pos,
                 seq=seq,
                 id=record_id,
                 topic=draft.topic,
@@ -412,21 +490,20 @@ class Outbox:
                 priority=draft.priority,
                 retain=draft.retain,
             )
-            rows.append(
-                (seq, record_id, draft.topic, payload, int(draft.priority), int(draft.retain))
-            )
+            rows.append(_row(record))
             last_hash = record.digest
             records.append(record)
         if drafts:
             # One statement for the batch: per-row execute() was ~15% of this method.
             db.executemany(
-                "INSERT INTO records (seq, id, topic, payload, priority, retain)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO records"
+                " (seq, id, topic, payload, priority, retain, content_type, env_seq)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             db.executemany(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                [("last_seq", str(seq)), ("last_hash", last_hash)],
+                [("last_seq", str(seq)), ("last_pos", str(pos)), ("last_hash", last_hash)],
             )
         size = self.stats.bytes + sum(len(r.payload) for r in records) - freed_bytes
         eviction = Eviction()
@@ -438,7 +515,7 @@ class Outbox:
         self.stats.depth += len(records) - len(deleted) - eviction.count
         self.stats.evicted_total += eviction.count
         self.stats.evicted_bytes_total += eviction.bytes
-        self.stats.last_seq, self._last_hash = seq, last_hash
+        self.stats.last_seq, self.stats.last_pos, self._last_hash = seq, pos, last_hash
         self.stats.appended_total += len(records)
         self.stats.acked_total += len(deleted)
         self.stats.commits_total += 1
@@ -463,19 +540,22 @@ class Outbox:
         assert db is not None
         ev = Eviction()
         rows = db.execute(
-            "SELECT seq, priority, LENGTH(payload) FROM records WHERE priority < ?"
+            "SELECT seq, env_seq, priority, LENGTH(payload) FROM records WHERE priority < ?"
             " ORDER BY priority, seq",
             (int(below),),
         )
-        doomed: list[int] = []
-        for seq, priority, length in rows.fetchall():
+        for pos, env_seq, priority, length in rows.fetchall():
             if size - ev.bytes <= target:
                 break
-            doomed.append(seq)
+            ev.positions.append(pos)
+            if env_seq is None:
+                ev.media += 1
+            else:
+                ev.seqs.append(env_seq)
             ev.bytes += length
             name = Priority(priority).name.lower()
             ev.by_priority[name] = ev.by_priority.get(name, 0) + 1
-        if doomed:
-            db.executemany("DELETE FROM records WHERE seq = ?", [(s,) for s in doomed])
-        ev.count, ev.seqs = len(doomed), doomed
+        if ev.positions:
+            db.executemany("DELETE FROM records WHERE seq = ?", [(p,) for p in ev.positions])
+        ev.count = len(ev.positions)
         return ev

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from gateway.config import DeviceSection
 from gateway.points import PointsKeys, PointsProcessor
 from gateway.readings import PointsRead, Reading, WeightMeasured
-from gateway.records import Draft
+from gateway.records import Outgoing
 from gateway.weighing import WeighingKeys, WeighingProcessor
 
 
 class Processor(Protocol):
     """Turns one device's readings into drafts to publish."""
 
-    def feed(self, reading: Reading) -> list[Draft]:
+    def feed(self, reading: Reading) -> Sequence[Outgoing]:
         """Process one reading."""
         ...
 
@@ -34,7 +35,7 @@ class _Dispatch:
             else None
         )
 
-    def feed(self, reading: Reading) -> list[Draft]:
+    def feed(self, reading: Reading) -> Sequence[Outgoing]:
         if isinstance(reading, WeightMeasured) and self.weighing is not None:
             return self.weighing.feed(reading)
         if isinstance(reading, PointsRead) and self.points is not None:

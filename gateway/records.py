@@ -58,15 +58,72 @@ class Draft:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Record:
-    """A durable record as stored in the outbox and published."""
+class MediaDraft:
+    """Binary media (a JPEG snapshot or preview) to publish on ``media/{media_id}``.
 
-    seq: int
+    Media travel through the outbox like records (durable before publish, evicted by
+    priority) but are not records: they take no ``seq`` and no place in the hash
+    chain. The record that refers to them carries ``media_id`` and ``sha256``, so
+    the chain still vouches for every byte.
+
+    Attributes:
+        media_id: unique id (UUIDv7), also the last topic level.
+        device: the device the media come from.
+        content_type: MQTT 5 content type, e.g. ``image/jpeg``.
+        body: the bytes, published as they are.
+        priority: eviction class (stills for the idle wall are ``TELEMETRY``).
+    """
+
+    media_id: str
+    device: str | None
+    content_type: str
+    body: bytes
+    priority: Priority
+
+    @property
+    def topic(self) -> str:
+        """Topic below the gateway's root."""
+        return f"media/{self.media_id}"
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 of the body, as the referring record quotes it."""
+        return hashlib.sha256(self.body).hexdigest()
+
+
+def media_ref(media: MediaDraft) -> dict[str, str | int]:
+    """How a record's ``data`` refers to media it was published with."""
+    return {
+        "media_id": media.media_id,
+        "sha256": media.sha256,
+        "content_type": media.content_type,
+        "bytes": len(media.body),
+    }
+
+
+Outgoing = Draft | MediaDraft
+"""What processors hand to the outbox."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Record:
+    """A durable record or media item as stored in the outbox and published.
+
+    Attributes:
+        pos: place in the outbox queue (publish order, acknowledgement key).
+        seq: the envelope's ``seq``; ``None`` for media, which take no sequence number.
+        id: record id (UUIDv7), or the media id.
+        content_type: ``None`` for JSON records, else the media type.
+    """
+
+    pos: int
+    seq: int | None
     id: str
     topic: str
     payload: bytes
     priority: Priority
     retain: bool
+    content_type: str | None = None
 
     @property
     def digest(self) -> str:

@@ -9,7 +9,7 @@ device recovers, not at every retry.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 import structlog
@@ -20,12 +20,12 @@ from gateway.config import DeviceSection
 from gateway.errors import DriverUnavailableError, GatewayError
 from gateway.health import DeviceHealth, DeviceState
 from gateway.processors import processor_for
-from gateway.records import Draft
+from gateway.records import Draft, Outgoing
 from gateway.registry import create_driver
 
 log = structlog.get_logger(__name__)
 
-Emit = Callable[[list[Draft]], Awaitable[object]]
+Emit = Callable[[Sequence[Outgoing]], Awaitable[object]]
 
 
 class DeviceSupervisor:

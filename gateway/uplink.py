@@ -88,8 +88,12 @@ class _FixedProperties(Properties):
 
 
 def _json_properties(packet: int = PacketTypes.PUBLISH) -> Properties:
+    return _content_properties("application/json", packet)
+
+
+def _content_properties(content_type: str, packet: int = PacketTypes.PUBLISH) -> Properties:
     props = _FixedProperties(packet)  # type: ignore[no-untyped-call]
-    props.ContentType = "application/json"
+    props.ContentType = content_type
     return props
 
 
@@ -135,7 +139,7 @@ def build_client(config: GatewayConfig) -> mqtt.Client:
 
 
 class Uplink:
-    """Publishes outbox records in ``seq`` order with a bounded in-flight window."""
+    """Publishes outbox records in queue order with a bounded in-flight window."""
 
     def __init__(self, config: GatewayConfig, outbox: Outbox) -> None:
         self.config = config
@@ -202,7 +206,7 @@ class Uplink:
         """Wait until every committed record was acknowledged (or timeout); True if so."""
         try:
             async with asyncio.timeout(timeout_s):
-                while self._inflight or self._cursor < self.outbox.stats.last_seq:
+                while self._inflight or self._cursor < self.outbox.stats.last_pos:
                     if not self._connected.is_set():
                         return False
                     self._window_open.clear()
@@ -220,7 +224,8 @@ class Uplink:
 
     async def _publish_loop(self) -> None:
         window = self.config.mqtt.inflight
-        props = _json_properties()
+        json_props = _json_properties()
+        media_props: dict[str, Properties] = {}
         while True:
             await self._connected.wait()
             if len(self._inflight) >= window:
@@ -235,6 +240,11 @@ class Uplink:
             for record in batch:
                 if not self._connected.is_set():
                     break
+                props = json_props
+                if record.content_type is not None:
+                    props = media_props.get(record.content_type) or media_props.setdefault(
+                        record.content_type, _content_properties(record.content_type)
+                    )
                 info = self._client.publish(
                     f"{self.root}/{record.topic}",
                     record.payload,
@@ -243,7 +253,7 @@ class Uplink:
                     properties=props,
                 )
                 self._inflight[info.mid] = record
-                self._cursor = record.seq
+                self._cursor = record.pos
                 self.stats.published_total += 1
 
     # -- paho callbacks (paho's thread) -> event loop ----------------------------------
@@ -348,10 +358,10 @@ class Uplink:
         if failed:
             # Kept in the outbox: it is sent again after the next restart.
             self.stats.rejected_total += 1
-            self.stats.last_error = f"broker rejected seq {record.seq}: {reason}"
+            self.stats.last_error = f"broker rejected {record.topic} (seq {record.seq}): {reason}"
             log.error("broker rejected a record", seq=record.seq, topic=record.topic, reason=reason)
             return
         self.stats.acked_total += 1
-        self.outbox.ack(record.seq)
+        self.outbox.ack(record.pos)
         for callback in self.on_acked:
             callback(record)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 
 from gateway.errors import OutboxError, OutboxFullError
 from gateway.outbox import Outbox, seq_ranges
-from gateway.records import GENESIS, Draft, Priority
+from gateway.records import GENESIS, Draft, MediaDraft, Priority, uuid7
 
 
 def draft(priority: Priority = Priority.EVENT, size: int = 10, topic: str = "event/test") -> Draft:
@@ -148,3 +149,65 @@ async def test_a_record_that_is_not_json_is_refused_and_the_outbox_carries_on(
             await box.append([bad])
         good = await box.append([draft()])
     assert good[0].seq == 1, "the refused batch consumed no sequence number"
+
+
+def jpeg_media(priority: Priority = Priority.TELEMETRY, size: int = 2000) -> MediaDraft:
+    return MediaDraft(
+        media_id=uuid7(),
+        device="cam-1",
+        content_type="image/jpeg",
+        body=b"\xff\xd8" + bytes(size) + b"\xff\xd9",
+        priority=priority,
+    )
+
+
+async def test_media_take_no_seq_and_leave_the_chain_unbroken(tmp_path: Path) -> None:
+    async with outbox(tmp_path) as box:
+        media = jpeg_media()
+        records = await box.append([draft(), media, draft()])
+    assert [r.seq for r in records] == [1, None, 2]
+    assert records[1].payload == media.body
+    assert records[1].topic == f"media/{media.media_id}"
+    assert records[1].content_type == "image/jpeg"
+    assert json.loads(records[2].payload)["prev"] == records[0].digest
+    async with outbox(tmp_path) as box:
+        queued = await box.read_after(0, 10)
+        assert [(r.seq, r.content_type) for r in queued] == [
+            (1, None),
+            (None, "image/jpeg"),
+            (2, None),
+        ]
+        assert (await box.append([draft()]))[0].seq == 3
+
+
+async def test_media_are_evicted_before_events_and_reported_apart(tmp_path: Path) -> None:
+    async with outbox(tmp_path, max_bytes=30_000) as box:
+        for _ in range(10):
+            await box.append([jpeg_media(size=2000), draft(Priority.EVENT, 500)])
+        await box.append([jpeg_media(size=20_000)])
+        kept = await box.read_after(0, 1000)
+    events = [r for r in kept if r.topic == "event/test"]
+    assert len(events) == 10, "events stay while media can make room"
+    report = json.loads(next(r for r in kept if r.topic == "event/outbox_evicted").payload)
+    assert report["data"]["media"] >= 1
+    assert report["data"]["seq_ranges"] == [], "no record's seq went missing"
+
+
+async def test_an_outbox_from_before_media_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE records (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, topic TEXT NOT NULL,"
+        " payload BLOB NOT NULL, priority INTEGER NOT NULL, retain INTEGER NOT NULL);"
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO records VALUES (7, 'x', 'event/old', '{}', 30, 0);"
+        "INSERT INTO meta VALUES ('last_seq', '7');"
+    )
+    db.commit()
+    db.close()
+    async with outbox(tmp_path) as box:
+        old = await box.read_after(0, 10)
+        new = await box.append([jpeg_media(), draft()])
+    assert [(r.seq, r.topic) for r in old] == [(7, "event/old")]
+    assert [r.seq for r in new] == [None, 8]
+    assert new[0].pos == 8 and new[1].pos == 9
