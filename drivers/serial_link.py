@@ -25,6 +25,9 @@ FRAMINGS: dict[str, tuple[int, str, int]] = {
 }
 
 
+READ_CHUNK = 4096
+
+
 class SerialLink:
     """Reads and writes bytes on a serial port without blocking the event loop."""
 
@@ -91,7 +94,9 @@ class SerialLink:
         finally:
             loop.remove_reader(self._fd)
         try:
-            data: bytes = ser.read(max(1, ser.in_waiting))
+            # With timeout=0 this returns what is there; a socket:// port reports
+            # only 1 waiting byte whatever it holds, so ask for a buffer's worth.
+            data: bytes = ser.read(max(READ_CHUNK, ser.in_waiting))
         except (serial.SerialException, OSError) as exc:
             raise DeviceIOError(f"{self.port}: read failed: {exc}") from exc
         return data

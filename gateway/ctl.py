@@ -124,6 +124,24 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_probe_eseal(args: argparse.Namespace) -> int:
+    """Look for an e-seal gate reader on a port."""
+    from drivers.eseal.probe import COMMON_CRC_INITS, probe_reader, render  # noqa: PLC0415
+
+    results = asyncio.run(
+        probe_reader(
+            args.port,
+            baudrate=args.baudrate,
+            framing=args.framing,
+            crc_inits=tuple(args.crc_init or COMMON_CRC_INITS),
+            seconds=args.seconds,
+        )
+    )
+    text, found = render(args.port, results)
+    print(text)
+    return 0 if found else EXIT_PROBLEM
+
+
 def cmd_probe_serial(args: argparse.Namespace) -> int:
     """Identify a scale on a serial port."""
     from drivers.scale.probe import probe_serial  # noqa: PLC0415 - only this verb needs serial
@@ -306,6 +324,22 @@ def build_parser() -> argparse.ArgumentParser:
     serial.add_argument("--seconds", type=float, default=1.5, help="listen time per setting")
     serial.add_argument("--baudrate", type=int, action="append", help="only this rate (repeatable)")
     serial.set_defaults(func=cmd_probe_serial)
+    eseal = probe_sub.add_parser(
+        "eseal", help="look for an e-seal gate reader and its CRC start value (read-only)"
+    )
+    eseal.add_argument("port", help="serial device, or socket://HOST:PORT for a reader on TCP")
+    eseal.add_argument("--baudrate", type=int, default=9600)
+    eseal.add_argument(
+        "--framing", default="8N1", choices=("8N1", "7E1", "7O1", "8E1", "8O1", "8N2")
+    )
+    eseal.add_argument(
+        "--crc-init",
+        type=lambda v: int(v, 0),
+        action="append",
+        help="CRC start value to try (repeatable; default 0xFFFF, 0x0000, 0x1D0F)",
+    )
+    eseal.add_argument("--seconds", type=float, default=3.0, help="listen this long per try")
+    eseal.set_defaults(func=cmd_probe_eseal)
 
     _add_modbus(sub)
 

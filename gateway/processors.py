@@ -9,6 +9,7 @@ from gateway.config import DeviceSection
 from gateway.points import PointsKeys, PointsProcessor
 from gateway.readings import PointsRead, Reading, WeightMeasured
 from gateway.records import Outgoing
+from gateway.seals import SealKeys, SealProcessor
 from gateway.weighing import WeighingKeys, WeighingProcessor
 
 
@@ -29,6 +30,11 @@ class _Dispatch:
             if isinstance(config, WeighingKeys)
             else None
         )
+        self.seals = (
+            SealProcessor(config.id, config.seal_interval_s)
+            if isinstance(config, SealKeys)
+            else None
+        )
         self.points = (
             PointsProcessor(config.id, config.telemetry_interval_s)
             if isinstance(config, PointsKeys)
@@ -40,6 +46,8 @@ class _Dispatch:
             return self.weighing.feed(reading)
         if isinstance(reading, PointsRead) and self.points is not None:
             return self.points.feed(reading)
+        if self.seals is not None:
+            return self.seals.feed(reading)
         raise TypeError(f"no processor for {type(reading).__name__}")
 
 

@@ -28,6 +28,8 @@ BUILTIN: dict[str, tuple[str, str, str | None]] = {
     "scale.mtsics": ("drivers.scale.driver", "SerialScaleDriver", None),
     "scale.modbus": ("drivers.modbus.driver", "ModbusScaleDriver", None),
     "modbus": ("drivers.modbus.driver", "ModbusDriver", None),
+    "eseal.reader": ("drivers.eseal.reader_driver", "SealReaderDriver", None),
+    "eseal.jt808": ("drivers.eseal.jt808_driver", "Jt808Driver", None),
 }
 
 

@@ -67,6 +67,7 @@ from drivers.eseal.jt808 import (
 from drivers.eseal.reader_codec import (
     AlertAcked,
     NoSealInRange,
+    ReadRequested,
     SealAlert,
     SealEvent,
     SealRead,
@@ -129,6 +130,7 @@ class EsealStats:
         frames_written: frames written (repeats and duplicates included).
         frames_unheard: frames not written because no client was connected.
         repeats: alert / alarm-report repeats written.
+        answers: reader: read requests answered (the seal in range, or ``#B=0``).
         acks: acknowledgements received that matched something pending.
         faults: faults injected, by kind.
     """
@@ -136,6 +138,7 @@ class EsealStats:
     frames_written: int = 0
     frames_unheard: int = 0
     repeats: int = 0
+    answers: int = 0
     acks: int = 0
     faults: dict[str, int] = field(default_factory=dict)
 
@@ -175,6 +178,7 @@ class EsealSimulator(PlayingSimulator):
             send, once each, in order; ``at`` is when each was first written. Repeats,
             duplicates, faults, heartbeats and registration are not in it.
         acked: the sent alerts (reader) or reports (jt808) acknowledged, in ack order.
+        ack_arrived: set at each acknowledgement (clear it to wait for the next one).
         finished: set when every event was played and every alert acknowledged (or
             :data:`ACK_WAIT_S` passed), or the player failed.
         link: the symlink path (reader on a pty), else ``None``.
@@ -226,6 +230,7 @@ class EsealSimulator(PlayingSimulator):
         self.fault_rates = {**DEFAULT_FAULT_RATES, **(fault_rates or {})}
         self.sent: list[SealRead | SealAlert | NoSealInRange | PositionReported] = []
         self.acked: list[SealAlert | PositionReported] = []
+        self.ack_arrived = asyncio.Event()
         self.finished = asyncio.Event()
         self.connected = asyncio.Event()
         self.stats = EsealStats()
@@ -237,6 +242,7 @@ class EsealSimulator(PlayingSimulator):
         self._registered = asyncio.Event()
         self._serial = 0  # jt808 terminal message serial
         self._sequence = 0  # reader alert sequence
+        self._in_range: SealRead | None = None  # reader: the last seal read, for requests
         self._lat, self._lon = _ROUTE_START  # jt808 position
         self._heading = self._rng.randint(0, 359)
         self._door_open_left = 0  # jt808: further reports with the door open
@@ -378,6 +384,8 @@ class EsealSimulator(PlayingSimulator):
             for item in self._reader_codec.feed(data, at):
                 if isinstance(item, AlertAcked):
                     self._acknowledge(("alert", item.seal_id, item.event, item.sequence))
+                elif isinstance(item, ReadRequested):
+                    self._answer_read()
             return
         for msg in self._jt808.feed(data, at):
             if not isinstance(msg, Jt808Message):
@@ -389,11 +397,23 @@ class EsealSimulator(PlayingSimulator):
             elif msg.msg_id == REGISTRATION_RESPONSE:
                 self._registered.set()
 
+    def _answer_read(self) -> None:
+        """A read request: the seal in range now, or ``#B=0`` (not in :attr:`sent`)."""
+        codec = self._reader_codec
+        current = self._in_range
+        if current is None:
+            frame = codec.encode_no_seal(NoSealInRange(reader=self.reader, at=Stamp.now()))
+        else:
+            frame = codec.encode_read(current)
+        if self._write(frame, faults=False):
+            self.stats.answers += 1
+
     def _acknowledge(self, key: tuple[object, ...]) -> None:
         pending = self._pending.pop(key, None)
         if pending is not None:
             self.stats.acks += 1
             self.acked.append(pending.item)
+            self.ack_arrived.set()
         elif self.protocol == "jt808":
             # Non-alarm reports are not kept pending, but their ack still counts.
             serial = key[1]
@@ -531,6 +551,9 @@ class EsealSimulator(PlayingSimulator):
                             at=Stamp.now(),
                         )
                         frame = self._reader_codec.encode_read(item)
+                        self._in_range = item
+                    if isinstance(item, NoSealInRange):
+                        self._in_range = None
                     self.sent.append(item)
                     self._write(frame)
                     played += 1

@@ -1,0 +1,177 @@
+"""GPS e-locks over JT/T 808 (``driver = "eseal.jt808"``): the gateway is the platform.
+
+E-locks on arriving trucks (or a gate reader relaying them) connect to the gateway
+as TCP clients; any number at once, each with its own decoder. Registration and
+heartbeats are answered at once. A location report (0x0200) is answered with the
+platform general response (0x8001) only after the daemon has stored its record: the
+terminal re-sends an unanswered alarm report, and it clears "cleared on response"
+alarms when the answer arrives, so answering first could lose one. Responses for a
+batch go out at the start of the next :meth:`_read`, which the supervisor calls only
+once the batch is in the outbox.
+
+A terminal disconnecting is not the device failing; the device is down only when the
+server cannot listen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
+
+from drivers.base import Driver
+from drivers.eseal.jt808 import (
+    HEARTBEAT,
+    REGISTRATION,
+    Jt808Codec,
+    Jt808Message,
+    PositionReported,
+)
+from gateway.config import DeviceSection
+from gateway.errors import DeviceInitError, FrameError
+from gateway.readings import Reading, Stamp
+from gateway.seals import SealKeys
+
+READ_CHUNK = 4096
+
+
+class Jt808Config(SealKeys):
+    """``[[devices]]`` keys of the JT/T 808 platform the e-locks report to."""
+
+    driver: Literal["eseal.jt808"]
+    listen_host: str = Field(default="0.0.0.0", description="address to listen on")  # noqa: S104
+    listen_port: int = Field(ge=1, le=65535, description="TCP port the e-locks connect to")
+    flags: dict[str, tuple[Literal["alarm", "status"], int]] | None = Field(
+        default=None, description="vendor bit map: name = [word, bit]; default JT/T 808-2013"
+    )
+    alarm_flags: list[str] | None = Field(
+        default=None, description="flag names that make a report an alarm"
+    )
+
+    @model_validator(mode="after")
+    def _flags_make_a_codec(self) -> Self:
+        try:
+            Jt808Codec(flags=self.flags, alarm_flags=self.alarm_flags)
+        except ValueError as exc:
+            raise ValueError(f"flags/alarm_flags: {exc}") from None
+        return self
+
+    def codec(self) -> Jt808Codec:
+        """A decoder with this device's flag map."""
+        return Jt808Codec(flags=self.flags, alarm_flags=self.alarm_flags)
+
+
+@dataclass(slots=True, eq=False)
+class _Terminal:
+    """One connected e-lock: its stream and its decoder."""
+
+    writer: asyncio.StreamWriter
+    codec: Jt808Codec
+
+
+class Jt808Driver(Driver):
+    """A JT/T 808 TCP server yielding location reports."""
+
+    config_model = Jt808Config
+
+    def __init__(self, config: DeviceSection) -> None:
+        assert isinstance(config, Jt808Config)
+        super().__init__(config)
+        self.jt_config = config
+        self._server: asyncio.Server | None = None
+        self._queue: asyncio.Queue[tuple[PositionReported | FrameError, _Terminal]] = (
+            asyncio.Queue()
+        )
+        self._to_answer: list[tuple[PositionReported, _Terminal]] = []
+        self._connections: set[asyncio.Task[None]] = set()
+        self._terminals: set[_Terminal] = set()
+
+    @property
+    def port(self) -> int | None:
+        """The port actually listened on (useful with ``listen_port = 0`` in tests)."""
+        if self._server is None or not self._server.sockets:
+            return None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def _open(self) -> None:
+        cfg = self.jt_config
+        try:
+            self._server = await asyncio.start_server(
+                self._serve, cfg.listen_host, cfg.listen_port, reuse_address=True
+            )
+        except OSError as exc:
+            raise DeviceInitError(
+                f"cannot listen on {cfg.listen_host}:{cfg.listen_port}: {exc.strerror or exc}"
+            ) from exc
+
+    async def _close(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        for terminal in list(self._terminals):
+            terminal.writer.close()
+        tasks = list(self._connections)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if server is not None:
+            await server.wait_closed()
+        self._to_answer.clear()
+        while not self._queue.empty():
+            self._queue.get_nowait()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        terminal = _Terminal(writer, self.jt_config.codec())
+        self._terminals.add(terminal)
+        self._count("connections")
+        try:
+            with contextlib.suppress(ConnectionError):
+                while data := await reader.read(READ_CHUNK):
+                    self.counters.bytes_in += len(data)
+                    for item in terminal.codec.feed(data, Stamp.now()):
+                        self._dispatch(item, terminal)
+        finally:
+            self._terminals.discard(terminal)
+            self._connections.discard(task)
+            writer.close()
+
+    def _dispatch(self, item: PositionReported | Jt808Message | FrameError, t: _Terminal) -> None:
+        if isinstance(item, PositionReported | FrameError):
+            self._queue.put_nowait((item, t))
+        elif item.msg_id == REGISTRATION:
+            t.writer.write(t.codec.registration_response(item, auth_code=item.terminal))
+            self._count("registrations")
+        elif item.msg_id == HEARTBEAT:
+            t.writer.write(t.codec.general_response(item))
+        else:  # authentication and the rest: acknowledged, not otherwise used
+            t.writer.write(t.codec.general_response(item))
+            self._count("other_messages")
+
+    def _count(self, name: str) -> None:
+        self.counters.extra[name] = self.counters.extra.get(name, 0) + 1
+
+    def _answer(self) -> None:
+        """Answer the reports of the batch the daemon has now stored."""
+        for report, terminal in self._to_answer:
+            if not terminal.writer.is_closing():  # else the terminal re-sends; de-duplicated
+                terminal.writer.write(terminal.codec.general_response(report))
+                self._count("responses_sent")
+        self._to_answer.clear()
+
+    async def _read(self) -> list[Reading | FrameError]:
+        self._answer()
+        batch = [await self._queue.get()]
+        while not self._queue.empty():
+            batch.append(self._queue.get_nowait())
+        out: list[Reading | FrameError] = []
+        for item, terminal in batch:
+            if isinstance(item, PositionReported):
+                self._to_answer.append((item, terminal))
+            out.append(item)
+        return out

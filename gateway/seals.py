@@ -1,0 +1,265 @@
+"""Electronic seals and e-locks: alarms that are never dropped, routine reads condensed.
+
+What a gate reader or an e-lock reports becomes:
+
+- ``event/seal_alarm`` (priority ``ALARM``, never evicted): tamper, opened without
+  approval, GPS lost, emergency. De-duplicated by (seal id, event, device time) as
+  HARDWARE.md asks, so an alert the reader repeats until acknowledged, a frame sent
+  twice, or a report re-sent after a reconnect is published once. The key travels in
+  the record as ``dedup_key``: after a gateway restart the in-memory memory is gone
+  and central can still merge on it.
+- ``event/seal`` (priority ``EVENT``): the other seal events (sealed, closed, opened
+  with approval, low battery), de-duplicated the same way.
+- ``reading/{device}/seal`` and ``reading/{device}/position`` (priority
+  ``TELEMETRY``): routine reads, sent when something changed (a new seal at the gate,
+  its status, battery by 10 %, lock state, alarm flags) and otherwise at most every
+  ``seal_interval_s`` per seal or terminal.
+
+Times in records are the device's own (event time, report time); out-of-order times
+are kept as they came, since records are evidence; ``received`` is the gateway's.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field
+
+from drivers.eseal.jt808 import PositionReported
+from drivers.eseal.reader_codec import NoSealInRange, SealAlert, SealRead
+from gateway.config import DeviceSection
+from gateway.readings import Reading
+from gateway.records import Draft, Priority, rfc3339
+
+ALARM_TOPIC = "event/seal_alarm"
+EVENT_TOPIC = "event/seal"
+
+JT808_ALARM_EVENTS: dict[str, str] = {
+    "illegal_door_open": "opened",
+    "lock_cut": "tampered",
+    "gnss_fault": "gps_lost",
+    "gnss_antenna_cut": "gps_lost",
+    "gnss_antenna_short": "gps_lost",
+    "emergency": "emergency",
+}
+"""JT/T 808 alarm flag -> seal event name (several flags may mean the same event)."""
+
+DEDUP_MEMORY = 4096
+"""Keys remembered for de-duplication (a reader repeats for minutes, not days)."""
+
+
+class SealKeys(DeviceSection):
+    """``[[devices]]`` keys of e-seal readers and e-lock servers (used by the processor)."""
+
+    seal_interval_s: float = Field(
+        default=60.0, ge=0, description="routine reads of an unchanged seal at most this often"
+    )
+
+
+class _Seen:
+    """A bounded memory of keys already published."""
+
+    def __init__(self, size: int = DEDUP_MEMORY) -> None:
+        self._keys: OrderedDict[Hashable, None] = OrderedDict()
+        self._size = size
+
+    def first_time(self, key: Hashable) -> bool:
+        """True the first time ``key`` is offered (then remembered)."""
+        if key in self._keys:
+            self._keys.move_to_end(key)
+            return False
+        self._keys[key] = None
+        if len(self._keys) > self._size:
+            self._keys.popitem(last=False)
+        return True
+
+
+def _dedup_key(seal_id: str, event: str, when: datetime | None) -> str:
+    return f"{seal_id}/{event}/{rfc3339(when) if when else 'unknown'}"
+
+
+def _status(read: SealRead | SealAlert) -> dict[str, bool]:
+    return {
+        "opened": read.opened,
+        "tampered": read.tampered,
+        "low_battery": read.low_battery,
+        "wire_changed": read.wire_changed,
+        "approved_open": read.approved_open,
+    }
+
+
+class SealProcessor:
+    """Turns seal reads, alerts and e-lock reports into records."""
+
+    def __init__(self, device: str, interval_s: float) -> None:
+        self.device = device
+        self.interval_s = interval_s
+        self._seen = _Seen()
+        self._last: dict[str, tuple[tuple[Any, ...], float]] = {}  # who -> (state, mono)
+        self._alarms: dict[str, frozenset[str]] = {}  # terminal -> alarm events last report
+        self._in_range: bool | None = None
+
+    def feed(self, reading: Reading) -> list[Draft]:
+        """One decoded message in, the records it calls for out."""
+        if isinstance(reading, SealAlert):
+            return self._alert(reading)
+        if isinstance(reading, SealRead):
+            return self._read(reading)
+        if isinstance(reading, NoSealInRange):
+            return self._no_seal(reading)
+        if isinstance(reading, PositionReported):
+            return self._position(reading)
+        return []  # host -> reader echoes on a two-wire bus, other JT/T 808 messages
+
+    # -- gate reader -----------------------------------------------------------------------
+
+    def _alert(self, alert: SealAlert) -> list[Draft]:
+        event: str = alert.event
+        if alert.alarm and event == "opened":
+            event = "opened_without_approval"
+        elif event == "opened" and alert.approved_open:
+            event = "opened_approved"
+        key = _dedup_key(alert.seal_id, event, alert.event_time)
+        if not self._seen.first_time(key):
+            return []
+        data: dict[str, Any] = {
+            "source": "reader",
+            "seal_id": alert.seal_id,
+            "event": event,
+            "event_time": rfc3339(alert.event_time),
+            "status": _status(alert),
+            "reader": alert.reader,
+            "sequence": alert.sequence,
+            "dedup_key": key,
+            "received": rfc3339(alert.at.utc),
+        }
+        return [self._event(data, alert.event_time, alarm=alert.alarm)]
+
+    def _read(self, read: SealRead) -> list[Draft]:
+        drafts: list[Draft] = []
+        self._in_range = True
+        if read.alarm:  # a latched tamper or an unapproved opening seen in a plain read
+            event = "tampered" if read.tampered else "opened_without_approval"
+            key = _dedup_key(read.seal_id, event, read.seal_time)
+            if self._seen.first_time(key):
+                data = {
+                    "source": "reader",
+                    "seal_id": read.seal_id,
+                    "event": event,
+                    "event_time": None,
+                    "status": _status(read),
+                    "reader": read.reader,
+                    "dedup_key": key,
+                    "received": rfc3339(read.at.utc),
+                }
+                drafts.append(self._event(data, read.at.utc, alarm=True))
+        battery_band = None if read.battery_pct is None else read.battery_pct // 10
+        state = (tuple(_status(read).values()), battery_band, read.reader_status)
+        if self._due(read.seal_id, state, read.at.mono):
+            drafts.append(
+                self._reading(
+                    "seal",
+                    "seal_read/1",
+                    read.at.utc,
+                    {
+                        "in_range": True,
+                        "seal_id": read.seal_id,
+                        "sealed": read.sealed,
+                        "status": _status(read),
+                        "battery_pct": read.battery_pct,
+                        "seal_time": rfc3339(read.seal_time),
+                        "reader": read.reader,
+                        "reader_status": read.reader_status,
+                    },
+                )
+            )
+        return drafts
+
+    def _no_seal(self, report: NoSealInRange) -> list[Draft]:
+        if self._in_range is False:
+            return []
+        self._in_range = False
+        self._last.clear()  # the next seal at the gate is news, even the same one again
+        data = {"in_range": False, "reader": report.reader, "reader_status": report.reader_status}
+        return [self._reading("seal", "seal_read/1", report.at.utc, data)]
+
+    # -- JT/T 808 e-locks ------------------------------------------------------------------
+
+    def _position(self, report: PositionReported) -> list[Draft]:
+        drafts: list[Draft] = []
+        events = frozenset(JT808_ALARM_EVENTS[f] for f in report.alarms if f in JT808_ALARM_EVENTS)
+        raised = events - self._alarms.get(report.terminal, frozenset())
+        self._alarms[report.terminal] = events
+        position = {
+            "lat": report.lat,
+            "lon": report.lon,
+            "altitude_m": report.altitude_m,
+            "speed_kmh": report.speed_kmh,
+            "heading_deg": report.heading_deg,
+            "located": report.located,
+        }
+        locked = "locked" in report.flags
+        when = report.device_time or report.at.utc
+        for event in sorted(raised):
+            key = _dedup_key(report.terminal, event, report.device_time)
+            if not self._seen.first_time(key):
+                continue
+            data = {
+                "source": "jt808",
+                "seal_id": report.terminal,
+                "event": event,
+                "event_time": rfc3339(when) if report.device_time else None,
+                "alarms": sorted(report.alarms),
+                "locked": locked,
+                "position": position,
+                "serial": report.serial,
+                "dedup_key": key,
+                "received": rfc3339(report.at.utc),
+            }
+            drafts.append(self._event(data, when, alarm=True))
+        state = (locked, tuple(sorted(report.flags)), report.located)
+        if self._due(report.terminal, state, report.at.mono):
+            data = {
+                "terminal": report.terminal,
+                "locked": locked,
+                "door_open": "door_open" in report.flags,
+                "flags": sorted(report.flags),
+                "alarms": sorted(report.alarms),
+                "position": position,
+                "device_time": rfc3339(report.device_time) if report.device_time else None,
+            }
+            drafts.append(self._reading("position", "position/1", when, data))
+        return drafts
+
+    # -- shared ------------------------------------------------------------------------------
+
+    def _due(self, who: str, state: tuple[Any, ...], mono: float) -> bool:
+        """Whether a routine read of ``who`` is worth sending: news, or the period passed."""
+        last = self._last.get(who)
+        if last is not None and last[0] == state and mono - last[1] < self.interval_s:
+            return False
+        self._last[who] = (state, mono)
+        return True
+
+    def _event(self, data: dict[str, Any], ts: datetime, *, alarm: bool) -> Draft:
+        return Draft(
+            topic=ALARM_TOPIC if alarm else EVENT_TOPIC,
+            schema="seal_alarm/1" if alarm else "seal_event/1",
+            device=self.device,
+            ts=ts,
+            data=data,
+            priority=Priority.ALARM if alarm else Priority.EVENT,
+        )
+
+    def _reading(self, kind: str, schema: str, ts: datetime, data: dict[str, Any]) -> Draft:
+        return Draft(
+            topic=f"reading/{self.device}/{kind}",
+            schema=schema,
+            device=self.device,
+            ts=ts,
+            data=data,
+            priority=Priority.TELEMETRY,
+        )

@@ -1,0 +1,224 @@
+"""E-seal readers and JT/T 808 e-locks through the whole gateway to central.
+
+Simulators speak the real wire formats with HARDWARE.md's faults (CRC errors, noise,
+duplicates, out-of-order times, no seal in range); the gateway runs as a process; a
+real mosquitto carries what central receives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drivers.eseal.jt808_driver import Jt808Config
+from drivers.eseal.reader_codec import NoSealInRange, SealAlert, SealRead
+from gateway.records import rfc3339
+from gateway.seals import JT808_ALARM_EVENTS
+from simulators.eseal import PROTOCOL_FAULTS, EsealSimulator
+from tests.broker import Central, Mosquitto, free_port
+from tests.helpers import config_text
+from tests.process import GatewayProcess
+
+ROOT = "customs/haiphong-dinhvu/gate-3"
+
+
+def reader_config(tmp_path: Path, broker: Mosquitto, port: str, **extra: Any) -> Path:
+    config = tmp_path / "gateway.toml"
+    device = {
+        "id": "seal-gate-1",
+        "driver": "eseal.reader",
+        "port": port,
+        "poll_interval_s": 0.5,
+        "silence_timeout_s": 0,
+        **extra,
+    }
+    config.write_text(config_text(tmp_path / "data", broker.port, [device]))
+    return config
+
+
+def alert_key(alert: SealAlert) -> tuple[str, str]:
+    return alert.seal_id, rfc3339(alert.event_time)
+
+
+def keys(central: Central, topic: str) -> list[tuple[str, str]]:
+    return [(r["data"]["seal_id"], r["data"]["event_time"]) for r in central.records(topic)]
+
+
+def device_state(central: Central, device: str) -> dict[str, Any]:
+    states = [m.json() for m in central.snapshot() if m.topic == f"{ROOT}/device/{device}/state"]
+    return dict(states[-1]["data"])
+
+
+async def test_reader_with_every_fault_publishes_each_alarm_once(
+    tmp_path: Path, broker: Mosquitto, central: Central
+) -> None:
+    link = tmp_path / "seal-gate-1"
+    gateway = GatewayProcess(reader_config(tmp_path, broker, str(link)), tmp_path)
+    faults = sorted(PROTOCOL_FAULTS["reader"])
+    try:
+        async with EsealSimulator(
+            protocol="reader", link=link, events=40, faults=faults, seed=7, speed=8,
+            fault_rates={"out_of_order": 0.5},
+        ) as sim:  # fmt: skip
+            await gateway.start()
+            await asyncio.wait_for(sim.finished.wait(), 60)
+            alerts = [s for s in sim.sent if isinstance(s, SealAlert)]
+            assert alerts, "the seed must produce alerts"
+            assert sim.acked and set(map(id, sim.acked)) == set(map(id, alerts)), (
+                "every alert acknowledged, so the reader stops repeating it"
+            )
+            alarms = sorted(alert_key(a) for a in alerts if a.alarm)
+            events = sorted(alert_key(a) for a in alerts if not a.alarm)
+            await central.wait_for(
+                lambda c: (
+                    len(c.records("event/seal_alarm")) >= len(alarms)
+                    and len(c.records("event/seal")) >= len(events)
+                ),
+                30,
+            )
+            reads = {s.seal_id for s in sim.sent if isinstance(s, SealRead)}
+            # A read garbled on the wire is gone (readers repeat alerts, not reads);
+            # the read requests the driver sends bring most seals back.
+            await central.wait_for(
+                lambda c: (
+                    len(reads & {r["data"].get("seal_id") for r in c.records("seal")})
+                    >= len(reads) // 2
+                ),
+                30,
+            )
+        assert await gateway.stop() == 0
+    finally:
+        await gateway.ensure_stopped()
+    assert sorted(keys(central, "event/seal_alarm")) == alarms, "each alarm exactly once"
+    assert sorted(keys(central, "event/seal")) == events, "each other seal event exactly once"
+    assert set(sim.stats.faults) == set(faults), "the seed exercised every fault"
+    alarm_records = central.records("event/seal_alarm")
+    assert {r["data"]["event"] for r in alarm_records} <= {"opened_without_approval", "tampered",
+                                                         "wire_tampered"}  # fmt: skip
+    by_key = {(r["data"]["seal_id"], r["data"]["event_time"]): r for r in alarm_records}
+    for alert in (a for a in alerts if a.alarm):
+        record = by_key[alert_key(alert)]
+        assert record["ts"] == rfc3339(alert.event_time), "the device's time, not publish time"
+    if any(isinstance(s, NoSealInRange) for s in sim.sent):
+        assert any(r["data"]["in_range"] is False for r in central.records("seal-gate-1/seal"))
+    state = device_state(central, "seal-gate-1")
+    assert state["counters"]["bad_frames"] > 0, "CRC errors and noise are counted"
+    assert state["counters"]["acks_sent"] >= len(alerts)
+
+
+async def test_an_alarm_raised_while_the_broker_is_down_arrives_when_it_returns(
+    tmp_path: Path, broker: Mosquitto, central: Central
+) -> None:
+    link = tmp_path / "seal-gate-1"
+    gateway = GatewayProcess(reader_config(tmp_path, broker, str(link)), tmp_path)
+    try:
+        async with EsealSimulator(protocol="reader", link=link, events=60, seed=21, speed=4) as sim:
+            await gateway.start()
+            await central.wait_for(lambda c: bool(c.records("reading/seal-gate-1/seal")), 30)
+            broker.stop()
+            acked_before = len(sim.acked)
+            async with asyncio.timeout(60):  # alarms stored while central cannot get them
+                while sum(a.alarm for a in sim.acked[acked_before:]) < 2:
+                    sim.ack_arrived.clear()
+                    await sim.ack_arrived.wait()
+            during = [alert_key(a) for a in sim.acked[acked_before:] if a.alarm]
+            broker.start()
+            await central.wait_for(lambda c: set(during) <= set(keys(c, "event/seal_alarm")), 60)
+            await asyncio.wait_for(sim.finished.wait(), 60)
+        assert await gateway.stop() == 0
+    finally:
+        await gateway.ensure_stopped()
+    assert Counter(keys(central, "event/seal_alarm")).most_common(1)[0][1] == 1
+
+
+async def test_the_probe_finds_a_tcp_readers_crc_start_and_acknowledges_nothing() -> None:
+    async with EsealSimulator(
+        protocol="reader", tcp_port=0, seed=4, speed=8, crc_init=0x1D0F
+    ) as sim:
+        url = f"socket://127.0.0.1:{sim.port}"
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway.ctl", "probe", "eseal", url, "--seconds", "1",
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await proc.communicate()
+    text = out.decode()
+    assert proc.returncode == 0, text
+    assert "crc_init 0xFFFF: " in text, "the default start value was tried first"
+    assert "crc_init = 0x1D0F" in text
+    assert not sim.acked, "the probe is read-only: it acknowledges nothing"
+
+
+async def test_reader_on_tcp_with_its_own_crc_start(
+    tmp_path: Path, broker: Mosquitto, central: Central
+) -> None:
+    async with EsealSimulator(
+        protocol="reader", tcp_port=0, events=12, seed=4, speed=8, crc_init=0x1D0F
+    ) as sim:
+        url = f"socket://127.0.0.1:{sim.port}"
+        gateway = GatewayProcess(reader_config(tmp_path, broker, url, crc_init=0x1D0F), tmp_path)
+        try:
+            await gateway.start()  # the simulator starts playing when the gateway connects
+            await asyncio.wait_for(sim.finished.wait(), 60)
+            alarms = sorted(alert_key(a) for a in sim.sent if isinstance(a, SealAlert) and a.alarm)
+            await central.wait_for(lambda c: len(c.records("event/seal_alarm")) >= len(alarms), 30)
+            assert await gateway.stop() == 0
+        finally:
+            await gateway.ensure_stopped()
+    assert alarms
+    assert sorted(keys(central, "event/seal_alarm")) == alarms
+
+
+async def test_jt808_elock_alarms_and_positions_reach_central_once(
+    tmp_path: Path, broker: Mosquitto, central: Central
+) -> None:
+    port = free_port()
+    config = tmp_path / "gateway.toml"
+    device = {"id": "elock-gw", "driver": "eseal.jt808", "listen_host": "127.0.0.1",
+              "listen_port": port, "seal_interval_s": 0}  # fmt: skip
+    config.write_text(config_text(tmp_path / "data", broker.port, [device]))
+    gateway = GatewayProcess(config, tmp_path)
+    faults = sorted(PROTOCOL_FAULTS["jt808"])
+    try:
+        await gateway.start()
+        async with EsealSimulator(
+            protocol="jt808", tcp_port=port, events=40, faults=faults, seed=9, speed=8,
+            register=True,
+        ) as sim:  # fmt: skip
+            await asyncio.wait_for(sim.finished.wait(), 60)
+        reports = [s for s in sim.sent if not isinstance(s, SealRead | SealAlert | NoSealInRange)]
+        alarm_reports = [r for r in reports if r.alarm]
+        assert alarm_reports and {id(r) for r in alarm_reports} <= {id(a) for a in sim.acked}
+        # Rising edges in the order sent: none may be missing at central.
+        expected, before = set(), frozenset[str]()
+        for r in reports:
+            now = frozenset(JT808_ALARM_EVENTS[f] for f in r.alarms)
+            expected |= {(e, rfc3339(r.device_time)) for e in now - before}
+            before = now
+        await central.wait_for(
+            lambda c: expected <= {(x["data"]["event"], x["data"]["event_time"])
+                                   for x in c.records("event/seal_alarm")}, 30,
+        )  # fmt: skip
+        await central.wait_for(lambda c: len(c.records("reading/elock-gw/position")) >= 10, 30)
+        assert await gateway.stop() == 0
+    finally:
+        await gateway.ensure_stopped()
+    alarm_records = central.records("event/seal_alarm")
+    dedup = Counter(r["data"]["dedup_key"] for r in alarm_records)
+    assert dedup.most_common(1)[0][1] == 1, "duplicates and repeats are published once"
+    sent_times = {rfc3339(r.device_time) for r in alarm_reports}
+    assert {r["data"]["event_time"] for r in alarm_records} <= sent_times, "no phantom alarms"
+    assert all(r["data"]["position"]["lat"] for r in alarm_records)
+    positions = central.records("reading/elock-gw/position")
+    assert {p["data"]["terminal"] for p in positions} == {sim.terminal}
+
+
+def test_jt808_config_rejects_an_alarm_flag_it_cannot_map(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="door_cut"):
+        Jt808Config(id="x", driver="eseal.jt808", listen_port=7018, alarm_flags=["door_cut"])
+    assert json.dumps(Jt808Config(id="x", driver="eseal.jt808", listen_port=7018).model_dump())
