@@ -10,6 +10,9 @@ reader for electronic seals (``--tcp PORT`` to listen instead); ``--protocol jt8
 PORT`` is an e-lock that connects to the gateway's JT/T 808 server on 127.0.0.1:PORT.
 ``python -m simulators xray --dir /tmp/drop --scans 12 --faults half_written,corrupt`` drops
 X-ray scans (image + sidecar) into a folder and the ground truth into ``/tmp/xray-truth.json``.
+``python -m simulators camera --serve mjpeg --port 8080`` is an IP camera over a checkpoint
+lane (``/main.mjpg``, ``/sub.mjpg``, ``/snapshot.jpg``; ``--serve rtsp`` for ``rtsp://…/main``
+and ``/sub``; ``--serve file --out lane.avi --seconds 60`` writes a clip and its truth).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from drivers.scale.protocols import CODECS
+from simulators.camera import cli as camera_cli
 from simulators.central import CentralView
 from simulators.demo import run_demo
 from simulators.eseal import FAULTS as ESEAL_FAULTS
@@ -156,6 +160,11 @@ def _parser() -> argparse.ArgumentParser:
     eseal.set_defaults(run=lambda args: asyncio.run(_run_eseal(args)))
 
     _add_xray(devices)
+    camera = devices.add_parser(
+        "camera", help="an IP camera over a checkpoint lane: MJPEG, RTSP or a clip file"
+    )
+    camera_cli.add_arguments(camera)
+    camera.set_defaults(run=lambda args: asyncio.run(camera_cli.run(args)))
 
     demo = devices.add_parser("demo", help="the whole demo checkpoint, with central's live view")
     demo.add_argument("--dir", type=Path, default=Path("demo-data"), help="config, outbox, logs")
