@@ -24,6 +24,7 @@ from gateway.config import GatewayConfig
 from gateway.control import ControlServer
 from gateway.outbox import Outbox
 from gateway.records import Outgoing, Record
+from gateway.scans import ORIGINAL_COMMAND, OriginalServer
 from gateway.sdnotify import notify, watchdog_interval_s, watchdog_loop
 from gateway.supervisor import DeviceSupervisor
 from gateway.uplink import Uplink
@@ -97,7 +98,9 @@ class Daemon:
             config=str(self.config.source),
         )
         try:
-            async with self.outbox, Uplink(self.config, self.outbox) as uplink:
+            uplink = Uplink(self.config, self.outbox)
+            self._register_commands(uplink)
+            async with self.outbox, uplink:
                 self.uplink = uplink
                 async with ControlServer(self.config.control_socket, self.status) as control:
                     uplink.on_acked.append(control.publish)
@@ -117,6 +120,18 @@ class Daemon:
             "gateway stopped", last_seq=self.outbox.stats.last_seq, queued=self.outbox.stats.depth
         )
         return 0
+
+    def _register_commands(self, uplink: Uplink) -> None:
+        """Commands central may send, for the devices configured."""
+        from drivers.xray.config import XrayFolderConfig  # noqa: PLC0415
+
+        manifests = {
+            s.config.id: s.config.manifest_path
+            for s in self.supervisors
+            if isinstance(s.config, XrayFolderConfig)
+        }
+        if manifests:
+            uplink.commands[ORIGINAL_COMMAND] = OriginalServer(manifests)
 
     async def _serve(self) -> None:
         async with asyncio.TaskGroup() as group:

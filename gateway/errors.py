@@ -54,3 +54,11 @@ class OutboxFullError(OutboxError):
 
 class ControlError(GatewayError):
     """The local control socket could not be reached or answered badly."""
+
+
+class CommandError(GatewayError):
+    """A command from central cannot be carried out (bad request, unknown object)."""
+
+
+class OriginalUnavailableError(CommandError):
+    """An original file is unknown to the manifest, gone, or no longer hashes the same."""

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from drivers.xray.scan import ScanCompleted, ScanFailed
 from gateway.config import DeviceSection
 from gateway.points import PointsKeys, PointsProcessor
 from gateway.readings import PointsRead, Reading, WeightMeasured
 from gateway.records import Outgoing
+from gateway.scans import ScanProcessor
 from gateway.seals import SealKeys, SealProcessor
 from gateway.weighing import WeighingKeys, WeighingProcessor
 
@@ -40,12 +42,15 @@ class _Dispatch:
             if isinstance(config, PointsKeys)
             else None
         )
+        self.scans = ScanProcessor(config.id)
 
     def feed(self, reading: Reading) -> Sequence[Outgoing]:
         if isinstance(reading, WeightMeasured) and self.weighing is not None:
             return self.weighing.feed(reading)
         if isinstance(reading, PointsRead) and self.points is not None:
             return self.points.feed(reading)
+        if isinstance(reading, ScanCompleted | ScanFailed):
+            return self.scans.feed(reading)
         if self.seals is not None:
             return self.seals.feed(reading)
         raise TypeError(f"no processor for {type(reading).__name__}")

@@ -30,6 +30,7 @@ BUILTIN: dict[str, tuple[str, str, str | None]] = {
     "modbus": ("drivers.modbus.driver", "ModbusDriver", None),
     "eseal.reader": ("drivers.eseal.reader_driver", "SealReaderDriver", None),
     "eseal.jt808": ("drivers.eseal.jt808_driver", "Jt808Driver", None),
+    "xray.folder": ("drivers.xray.driver", "XrayFolderDriver", "video"),
 }
 
 

@@ -32,8 +32,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from gateway.commands import REPLY_WINDOW, Handler, Reply, error_reply, parse_request
 from gateway.config import GatewayConfig
-from gateway.errors import ConfigError
+from gateway.errors import CommandError, ConfigError, GatewayError
 from gateway.outbox import Outbox
 from gateway.records import Record, rfc3339
 
@@ -50,6 +51,8 @@ class UplinkStats:
         self.disconnects_total = 0
         self.published_total = 0
         self.acked_total = 0
+        self.commands_total = 0
+        self.commands_failed = 0
         self.rejected_total = 0
         self.last_error: str | None = None
 
@@ -148,6 +151,10 @@ class Uplink:
         self.stats = UplinkStats()
         self.on_acked: list[Callable[[Record], None]] = []
         """Called with every record the broker acknowledged (``gatewayctl tail``)."""
+        self.commands: dict[str, Handler] = {}
+        """Command name -> handler; ``{root}/cmd/+`` is subscribed when there is one."""
+        self._command_tasks: set[asyncio.Task[None]] = set()
+        self._reply_acks: dict[int, asyncio.Future[bool]] = {}
         self._client = build_client(config)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected = asyncio.Event()
@@ -163,6 +170,7 @@ class Uplink:
         self._client.on_connect_fail = self._on_connect_fail
         self._refused = False
         self._client.on_publish = self._on_publish
+        self._client.on_message = self._on_message
         self._acks: list[tuple[int, bool, str]] = []
         self._acks_lock = threading.Lock()
         self._acks_scheduled = False
@@ -181,6 +189,9 @@ class Uplink:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        for task in list(self._command_tasks):
+            task.cancel()
+        await asyncio.gather(*self._command_tasks, return_exceptions=True)
         if self._connected.is_set():
             info = self._client.publish(
                 f"{self.root}/status",
@@ -274,6 +285,8 @@ class Uplink:
             retain=True,
             properties=_json_properties(),
         )
+        if self.commands:
+            client.subscribe(f"{self.root}/cmd/+", qos=1)
         self._call(self._up)
 
     def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
@@ -295,6 +308,13 @@ class Uplink:
                 return
             self._acks_scheduled = True
         self._call(self._drain_acks)
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        props = msg.properties
+        response = getattr(props, "ResponseTopic", None) if props else None
+        correlation = getattr(props, "CorrelationData", None) if props else None
+        name = msg.topic.rsplit("/", 1)[-1]
+        self._call(self._command, name, bytes(msg.payload), response, correlation)
 
     def _drain_acks(self) -> None:
         with self._acks_lock:
@@ -352,6 +372,11 @@ class Uplink:
         """One PUBACK; the caller opens the window once for its whole batch."""
         if mid == self._status_mid:
             self._offline_acked.set()
+        reply = self._reply_acks.pop(mid, None)
+        if reply is not None:
+            if not reply.done():
+                reply.set_result(not failed)
+            return
         record = self._inflight.pop(mid, None)
         if record is None:
             return
@@ -365,3 +390,64 @@ class Uplink:
         self.outbox.ack(record.pos)
         for callback in self.on_acked:
             callback(record)
+
+    # -- commands (event loop) -------------------------------------------------------------
+
+    def _command(
+        self, name: str, payload: bytes, response: str | None, correlation: bytes | None
+    ) -> None:
+        self.stats.commands_total += 1
+        if response is None:
+            self.stats.commands_failed += 1
+            log.warning("command without a response topic ignored", command=name)
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._answer(name, payload, response, correlation), name=f"cmd-{name}"
+        )
+        self._command_tasks.add(task)
+        task.add_done_callback(self._command_tasks.discard)
+
+    async def _answer(
+        self, name: str, payload: bytes, response: str, correlation: bytes | None
+    ) -> None:
+        handler = self.commands.get(name)
+        try:
+            if handler is None:
+                raise CommandError(f"unknown command {name!r}; known: {sorted(self.commands)}")
+            try:
+                request = parse_request(payload)
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
+            log.info("command", command=name, request=request)
+            part = 0
+            pending: list[asyncio.Future[bool]] = []
+            held: Reply | None = None  # sent when the next arrives: the last is marked so
+            async for reply in handler(request):
+                if held is not None:
+                    pending.append(self._reply(response, correlation, held, part, last=False))
+                    part += 1
+                held = reply
+                if len(pending) >= REPLY_WINDOW and not await pending.pop(0):
+                    raise CommandError("the broker refused a reply part")
+            if held is None:
+                raise CommandError(f"command {name!r} gave no answer")
+        except (GatewayError, OSError) as exc:
+            self.stats.commands_failed += 1
+            log.warning("command failed", command=name, error=str(exc))
+            self._reply(response, correlation, error_reply(str(exc)), 0, last=True)
+            return
+        self._reply(response, correlation, held, part, last=True)
+        await asyncio.gather(*pending)
+
+    def _reply(
+        self, topic: str, correlation: bytes | None, reply: Reply, part: int, *, last: bool
+    ) -> asyncio.Future[bool]:
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.ContentType = reply.content_type
+        if correlation is not None:
+            props.CorrelationData = correlation
+        props.UserProperty = [("part", str(part)), ("last", "true" if last else "false")]
+        info = self._client.publish(topic, reply.body, qos=1, properties=props)
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._reply_acks[info.mid] = future
+        return future
