@@ -142,6 +142,46 @@ def cmd_probe_eseal(args: argparse.Namespace) -> int:
     return 0 if found else EXIT_PROBLEM
 
 
+def _camera_url(args: argparse.Namespace, *, main: bool) -> str:
+    """A camera id from the config (its snapshot stream when ``main``), or a URL as given."""
+    if "://" in args.camera or args.camera.startswith("/"):
+        return str(args.camera)
+    from drivers.camera.config import CameraConfig  # noqa: PLC0415 - only camera verbs
+
+    config = _load(args)
+    for device in config.devices:
+        if device.id == args.camera and isinstance(device, CameraConfig):
+            return (device.snapshot_url or device.url) if main else device.url
+    cameras = [d.id for d in config.devices if isinstance(d, CameraConfig)]
+    raise ConfigError(
+        f"{config.source}: no camera {args.camera!r}; cameras: {', '.join(cameras) or 'none'}"
+        " (or give a URL)"
+    )
+
+
+def cmd_camera_check(args: argparse.Namespace) -> int:
+    """Resolution, codec, measured fps of a camera, and a saved snapshot."""
+    from drivers.camera.tools import check_camera  # noqa: PLC0415 - only camera verbs
+
+    url = _camera_url(args, main=False)
+    save = args.save or Path(f"camera-check-{args.camera.rsplit('/', 1)[-1] or 'cam'}.jpg")
+    result = asyncio.run(check_camera(url, args.seconds, snapshot_path=save))
+    print(result.render())
+    return 0 if result.ok else EXIT_PROBLEM
+
+
+def cmd_camera_snapshot(args: argparse.Namespace) -> int:
+    """Save one full-resolution JPEG from a camera."""
+    from drivers.camera.tools import snapshot  # noqa: PLC0415 - only camera verbs
+
+    url = _camera_url(args, main=True)
+    snap = asyncio.run(snapshot(url, args.output))
+    print(
+        f"{args.output}: {snap.width}x{snap.height}, {len(snap.jpeg)} bytes, sha256 {snap.sha256}"
+    )
+    return 0
+
+
 def cmd_xray_check(args: argparse.Namespace) -> int:
     """What an X-ray drop folder holds: pending and why, failed and why, done (read-only)."""
     from drivers.xray.check import check_folder, render  # noqa: PLC0415 - only this verb
@@ -353,6 +393,20 @@ def build_parser() -> argparse.ArgumentParser:
     eseal.set_defaults(func=cmd_probe_eseal)
 
     _add_modbus(sub)
+
+    camera = sub.add_parser("camera", help="cameras: check a stream, take a snapshot")
+    camera_sub = camera.add_subparsers(dest="verb", required=True)
+    ccheck = camera_sub.add_parser(
+        "check", help="resolution, codec, fps measured over a few seconds, and a snapshot"
+    )
+    ccheck.add_argument("camera", help="camera id from the config, or a URL / device path")
+    ccheck.add_argument("--seconds", type=float, default=5.0, help="measure fps this long")
+    ccheck.add_argument("--save", type=Path, help="snapshot file (default camera-check-ID.jpg)")
+    ccheck.set_defaults(func=cmd_camera_check)
+    csnap = camera_sub.add_parser("snapshot", help="save one full-resolution JPEG")
+    csnap.add_argument("camera", help="camera id from the config, or a URL / device path")
+    csnap.add_argument("-o", "--output", type=Path, required=True, help="JPEG file to write")
+    csnap.set_defaults(func=cmd_camera_snapshot)
 
     xray = sub.add_parser("xray", help="X-ray scanner drop folders (no daemon needed)")
     xray_sub = xray.add_subparsers(dest="verb", required=True)

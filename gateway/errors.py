@@ -36,6 +36,10 @@ class DeviceTimeoutError(DeviceError):
     """The device stayed silent for longer than its configured timeout."""
 
 
+class DeviceStalledError(DeviceTimeoutError):
+    """Connected, but the device's stream stopped (a frozen camera): shown as ``stalled``."""
+
+
 class FrameError(DeviceError):
     """Bytes from a device did not form a valid frame (bad checksum, truncated, garbage)."""
 

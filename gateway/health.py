@@ -17,6 +17,8 @@ class DeviceState(StrEnum):
     UP = "up"
     DEGRADED = "degraded"
     """Up, but bad frames are arriving."""
+    STALLED = "stalled"
+    """Connected, but its stream stopped (a frozen camera); being reopened with backoff."""
     DOWN = "down"
     """Not answering; the supervisor is retrying with backoff."""
     UNAVAILABLE = "unavailable"

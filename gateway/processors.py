@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from drivers.camera.readings import CameraStats, MotionObserved, StillCaptured
 from drivers.xray.scan import ScanCompleted, ScanFailed
+from gateway.cameras import CameraProcessor
 from gateway.config import DeviceSection
 from gateway.points import PointsKeys, PointsProcessor
 from gateway.readings import PointsRead, Reading, WeightMeasured
@@ -43,6 +45,7 @@ class _Dispatch:
             else None
         )
         self.scans = ScanProcessor(config.id)
+        self.cameras = CameraProcessor(config.id)
 
     def feed(self, reading: Reading) -> Sequence[Outgoing]:
         if isinstance(reading, WeightMeasured) and self.weighing is not None:
@@ -51,6 +54,8 @@ class _Dispatch:
             return self.points.feed(reading)
         if isinstance(reading, ScanCompleted | ScanFailed):
             return self.scans.feed(reading)
+        if isinstance(reading, MotionObserved | StillCaptured | CameraStats):
+            return self.cameras.feed(reading)
         if self.seals is not None:
             return self.seals.feed(reading)
         raise TypeError(f"no processor for {type(reading).__name__}")

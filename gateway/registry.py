@@ -31,6 +31,7 @@ BUILTIN: dict[str, tuple[str, str, str | None]] = {
     "eseal.reader": ("drivers.eseal.reader_driver", "SealReaderDriver", None),
     "eseal.jt808": ("drivers.eseal.jt808_driver", "Jt808Driver", None),
     "xray.folder": ("drivers.xray.driver", "XrayFolderDriver", "video"),
+    "camera.opencv": ("drivers.camera.driver", "CameraDriver", "video"),
 }
 
 

@@ -17,7 +17,7 @@ import structlog
 from drivers.base import Driver
 from gateway.backoff import Backoff
 from gateway.config import DeviceSection
-from gateway.errors import DriverUnavailableError, GatewayError
+from gateway.errors import DeviceStalledError, DriverUnavailableError, GatewayError
 from gateway.health import DeviceHealth, DeviceState
 from gateway.processors import processor_for
 from gateway.records import Draft, Outgoing
@@ -56,6 +56,8 @@ class DeviceSupervisor:
                 await self._session()
             except DriverUnavailableError as exc:
                 await self._failed(log_, DeviceState.UNAVAILABLE, str(exc))
+            except DeviceStalledError as exc:
+                await self._failed(log_, DeviceState.STALLED, str(exc))
             except GatewayError as exc:
                 await self._failed(log_, DeviceState.DOWN, str(exc))
             except Exception as exc:
@@ -76,6 +78,7 @@ class DeviceSupervisor:
                 self.health.counters = driver.counters.as_dict()
                 if self.health.state in (
                     DeviceState.STARTING,
+                    DeviceState.STALLED,
                     DeviceState.DOWN,
                     DeviceState.UNAVAILABLE,
                 ):
@@ -102,7 +105,11 @@ class DeviceSupervisor:
     async def _failed(
         self, log_: structlog.typing.FilteringBoundLogger, state: DeviceState, error: str
     ) -> None:
-        first = self.health.state not in (DeviceState.DOWN, DeviceState.UNAVAILABLE)
+        first = self.health.state not in (
+            DeviceState.STALLED,
+            DeviceState.DOWN,
+            DeviceState.UNAVAILABLE,
+        )
         if self.driver is not None:
             self.health.counters = self.driver.counters.as_dict()
         if self.health.change(state, error):

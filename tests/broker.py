@@ -166,7 +166,11 @@ class Central:
         """Distinct enveloped records (deduplicated by id), optionally by topic suffix."""
         seen: dict[str, dict[str, Any]] = {}
         for m in self.snapshot():
-            if m.topic.endswith(suffix) and not m.topic.endswith("/status"):
+            if (
+                m.topic.endswith(suffix)
+                and not m.topic.endswith("/status")
+                and "/media/" not in m.topic
+            ):
                 body = m.json()
                 if isinstance(body, dict) and "seq" in body and body.get("seq") is not None:
                     seen.setdefault(body["id"], body)

@@ -1,0 +1,150 @@
+"""``driver = "camera.opencv"``: a camera watched locally, only what matters sent on.
+
+The heavy work (decoding, motion analysis, JPEG encoding) runs in the camera's threads
+(:class:`~drivers.camera.worker.CameraWorker`); the event loop only receives finished
+readings. A camera that stops sending frames for ``stall_timeout_s`` raises
+:class:`DeviceStalledError` so the supervisor restarts it with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from drivers.base import Driver, ProbeResult
+from drivers.camera.config import CameraConfig
+from drivers.camera.diagnose import diagnose, redact
+from drivers.camera.tools import check_camera
+from drivers.camera.worker import CameraWorker, Item
+from gateway.config import DeviceSection
+from gateway.errors import DeviceInitError, DeviceIOError, DeviceStalledError, FrameError
+from gateway.readings import Reading
+
+log = structlog.get_logger(__name__)
+
+PROBE_SECONDS = 3.0
+"""How long ``gatewayctl probe`` measures a camera's frame rate."""
+
+
+def _threadsafe(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any]) -> Callable[..., None]:
+    """``fn`` made callable from another thread: it runs on ``loop``."""
+
+    def call(*args: Any) -> None:
+        loop.call_soon_threadsafe(fn, *args)
+
+    return call
+
+
+class CameraDriver(Driver):
+    """Motion events with snapshots, idle-wall stills and health from one camera."""
+
+    config_model = CameraConfig
+
+    def __init__(self, config: DeviceSection) -> None:
+        assert isinstance(config, CameraConfig)
+        super().__init__(config)
+        self.camera = config
+        self._worker: CameraWorker | None = None
+        self._queue: asyncio.Queue[Item] = asyncio.Queue()
+        self._opened_at = 0.0
+        self._failure: DeviceIOError | None = None
+
+    async def _open(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._queue = asyncio.Queue()
+        self._failure = None
+        ready = asyncio.Event()
+        worker = CameraWorker(
+            self.camera,
+            deliver=_threadsafe(loop, self._queue.put_nowait),
+            ready=_threadsafe(loop, ready.set),
+        )
+        self._worker = worker
+        self._opened_at = time.monotonic()
+        worker.start()
+        try:
+            async with asyncio.timeout(self.camera.open_timeout_s):
+                await ready.wait()
+        except TimeoutError:
+            await self._stop_worker()
+            url = self.camera.url
+            reason = await diagnose(url, self.camera.open_timeout_s)
+            raise DeviceInitError(
+                f"{self.config.id}: no frame from {redact(url)} within "
+                f"{self.camera.open_timeout_s:g} s: {reason}"
+            ) from None
+        except BaseException:
+            await self._stop_worker()
+            raise
+
+    async def _close(self) -> None:
+        await self._stop_worker()
+
+    async def _stop_worker(self) -> None:
+        worker, self._worker = self._worker, None
+        if worker is None:
+            return
+        worker.stop()
+        if not await asyncio.to_thread(worker.join, worker.join_budget_s):
+            log.warning("camera threads still running after close", device=self.config.id)
+
+    def _update_counters(self) -> None:
+        if self._worker is not None:
+            self.counters.extra.update(self._worker.counters())
+
+    async def _read(self) -> list[Reading | FrameError]:
+        stall = self.camera.stall_timeout_s
+        while True:
+            worker = self._worker
+            if worker is None:
+                raise DeviceIOError(f"{self.config.id}: camera is closed")
+            if self._failure is not None:
+                raise self._failure
+            if not self._queue.empty():
+                return self._drain([])
+            timeout: float | None = None
+            if stall:
+                last = worker.analysed.last_mono or self._opened_at
+                silent = time.monotonic() - last
+                if silent >= stall:
+                    self._update_counters()
+                    raise DeviceStalledError(
+                        f"{self.config.id}: no frame for {silent:.1f} s "
+                        f"from {redact(self.camera.url)} (stall_timeout_s={stall:g})"
+                    )
+                timeout = stall - silent
+            try:
+                async with asyncio.timeout(timeout):
+                    item = await self._queue.get()
+            except TimeoutError:
+                continue
+            return self._drain([item])
+
+    def _drain(self, items: list[Item]) -> list[Reading | FrameError]:
+        """Everything delivered so far, in order; a worker failure is raised after it."""
+        while not self._queue.empty():
+            items.append(self._queue.get_nowait())
+        out: list[Reading | FrameError] = []
+        for item in items:
+            if isinstance(item, DeviceIOError):
+                self._failure = item
+                break
+            out.extend(item)
+        self._update_counters()
+        if not out and self._failure is not None:
+            raise self._failure
+        return out
+
+    async def probe(self) -> ProbeResult:
+        """Resolution, codec and frame rate measured over a few seconds (no events)."""
+        result = await check_camera(
+            self.camera.url,
+            PROBE_SECONDS,
+            open_timeout_s=self.camera.open_timeout_s,
+            read_timeout_s=self.camera.read_timeout_s,
+        )
+        return ProbeResult(ok=result.ok, verdict=result.verdict, details=result.lines())

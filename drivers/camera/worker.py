@@ -1,0 +1,238 @@
+"""The per-camera analysis thread: frames from the capture slot to readings.
+
+Motion analysis and JPEG encoding cost milliseconds per frame; on the event loop they
+would delay every other device. So each camera has one analysis thread that takes the
+latest frame of the analysed stream at ``analyse_fps``, runs the detector, encodes the
+pictures that are due and hands finished readings to the loop through a callback
+(the driver passes one using ``call_soon_threadsafe``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+from drivers.camera.capture import Frame, RateMeter, StreamCapture
+from drivers.camera.config import CameraConfig
+from drivers.camera.motion import MotionChange, MotionDetector
+from drivers.camera.readings import CameraStats, MotionObserved, Snapshot, StillCaptured
+from drivers.camera.snapshot import encode_snapshot
+from gateway.errors import DeviceIOError, FrameError
+from gateway.readings import Reading, Stamp
+
+Item = list[Reading | FrameError] | DeviceIOError
+"""What the worker delivers: a batch of readings, or the error that stopped it."""
+
+TAKE_WAIT_S = 0.5
+"""Longest wait for a frame before checking for stop again."""
+
+
+class CameraWorker:
+    """Captures (analysed stream, optional snapshot stream) plus the analysis thread."""
+
+    def __init__(
+        self,
+        config: CameraConfig,
+        deliver: Callable[[Item], None],
+        ready: Callable[[], None],
+    ) -> None:
+        self.config = config
+        self._deliver = deliver
+        self._ready = ready
+        timeouts = {
+            "open_timeout_s": config.open_timeout_s,
+            "read_timeout_s": config.read_timeout_s,
+        }
+        self.analysed = StreamCapture(config.url, name=f"camera-{config.id}", **timeouts)
+        self.snapshots = (
+            StreamCapture(config.snapshot_url, name=f"camera-{config.id}-main", **timeouts)
+            if config.snapshot_url
+            else None
+        )
+        self.detector: MotionDetector[Frame] = MotionDetector(config)
+        self.frames_analysed = 0
+        self.rate_analysed = RateMeter()
+        self._events: dict[int, tuple[str, Stamp]] = {}
+        self._next_still = 0.0
+        self._next_stats = 0.0
+        self._started = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"camera-{config.id}-analysis", daemon=True
+        )
+
+    def start(self) -> None:
+        """Start reading and analysing."""
+        self._started = time.monotonic()
+        for capture in self._captures():
+            capture.start()
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask every thread to finish; does not wait (see :meth:`join`)."""
+        self._stop.set()
+        for capture in self._captures():
+            capture.stop()
+
+    @property
+    def join_budget_s(self) -> float:
+        """Longest the threads can take to end after :meth:`stop`."""
+        return max(capture.join_budget_s for capture in self._captures())
+
+    def join(self, timeout: float) -> bool:
+        """Wait for all threads (a blocked network read ends by its read timeout)."""
+        deadline = time.monotonic() + timeout
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
+        return (
+            all(capture.join(max(0.0, deadline - time.monotonic())) for capture in self._captures())
+            and not self._thread.is_alive()
+        )
+
+    def counters(self) -> dict[str, int]:
+        """Integer counters for ``DriverCounters.extra`` (rates rounded to whole fps)."""
+        now = time.monotonic()
+        return {
+            "frames_in": self.analysed.frames_in,
+            "frames_analysed": self.frames_analysed,
+            "frames_dropped": self.analysed.dropped,
+            "reconnects": self.analysed.reconnects,
+            "fps_in": round(self.analysed.rate_in.rate(now)),
+            "fps_analysed": round(self.rate_analysed.rate(now)),
+        }
+
+    def stats(self, at: Stamp) -> CameraStats:
+        """The health reading for now."""
+        a = self.analysed
+        return CameraStats(
+            at=at,
+            width=a.width,
+            height=a.height,
+            codec=a.codec,
+            fps_in=a.rate_in.rate(at.mono),
+            fps_analysed=self.rate_analysed.rate(at.mono),
+            frames_in=a.frames_in,
+            frames_analysed=self.frames_analysed,
+            frames_dropped=a.dropped,
+            reconnects=a.reconnects,
+            recalibrations=self.detector.recalibrations,
+        )
+
+    def _captures(self) -> list[StreamCapture]:
+        return [self.analysed] if self.snapshots is None else [self.analysed, self.snapshots]
+
+    # -- analysis thread ---------------------------------------------------------------
+
+    def _send(self, item: Item | None) -> None:
+        """Deliver ``item`` (``None``: announce the first frame) to the driver's loop."""
+        try:
+            if item is None:
+                self._ready()
+            else:
+                self._deliver(item)
+        except RuntimeError:  # the event loop closed under us: nobody is listening any more
+            self._stop.set()
+
+    def _run(self) -> None:
+        period = 1.0 / self.config.analyse_fps
+        announced = False
+        try:
+            while not self._stop.is_set():
+                frame = self.analysed.take(TAKE_WAIT_S)
+                if frame is None:
+                    continue
+                started = time.monotonic()
+                if not announced:
+                    announced = True
+                    self._send(None)
+                items = self._analyse(frame)
+                if items:
+                    self._send(items)
+                self._stop.wait(max(0.0, started + period - time.monotonic()))
+        except Exception as exc:  # any failure must reach the driver, not die with the thread
+            self._send(DeviceIOError(f"{self.config.id}: analysis failed: {exc!r}"))
+
+    def _picture_source(self, frame: Frame) -> Frame:
+        """The frame snapshots come from: the main stream's latest when there is one."""
+        if self.snapshots is not None:
+            main = self.snapshots.latest()
+            if main is not None:
+                return main
+        return frame
+
+    def _main_pending(self, picture: Frame, frame: Frame) -> bool:
+        """The main stream is still opening: a still waits for it (up to its open timeout)."""
+        return (
+            self.snapshots is not None
+            and picture is frame
+            and frame.at.mono - self._started < self.config.open_timeout_s
+        )
+
+    def _analyse(self, frame: Frame) -> list[Reading | FrameError]:
+        config = self.config
+        now = frame.at.mono
+        self.frames_analysed += 1
+        self.rate_analysed.tick(now)
+        picture = self._picture_source(frame)
+        out: list[Reading | FrameError] = []
+        for change in self.detector.feed(frame.image, now, picture):
+            out.extend(self._motion(change, frame, picture))
+        if (
+            config.still_interval_s
+            and now >= self._next_still
+            and not self._main_pending(picture, frame)
+        ):
+            self._next_still = now + config.still_interval_s
+            still = self._snapshot(picture, config.still_height)
+            out.append(
+                still
+                if isinstance(still, FrameError)
+                else StillCaptured(at=frame.at, snapshot=still)
+            )
+        if config.stats_interval_s and now >= self._next_stats:
+            self._next_stats = now + config.stats_interval_s
+            out.append(self.stats(frame.at))
+        return out
+
+    def _snapshot(self, picture: Frame, height: int | None = None) -> Snapshot | FrameError:
+        """``picture`` as JPEG, at most ``height`` rows (default ``snapshot_height``)."""
+        try:
+            return encode_snapshot(
+                picture.image, height or self.config.snapshot_height, self.config.jpeg_quality
+            )
+        except FrameError as exc:
+            return exc
+
+    def _motion(
+        self, change: MotionChange[Frame], frame: Frame, picture: Frame
+    ) -> list[Reading | FrameError]:
+        """The reading for one detector step; a failed encoding still reports the step."""
+        if change.phase == "start":
+            self._events[change.event] = (str(uuid.uuid4()), frame.at)
+        event_id, started_at = self._events[change.event]
+        out: list[Reading | FrameError] = []
+        snapshot: Snapshot | None = None
+        if change.phase == "end" or (change.phase == "start" and self.config.snapshot_on_start):
+            best = change.best if change.best is not None else picture
+            encoded = self._snapshot(best)
+            if isinstance(encoded, FrameError):
+                out.append(encoded)
+            else:
+                snapshot = encoded
+        if change.phase == "end":
+            del self._events[change.event]
+        out.append(
+            MotionObserved(
+                at=frame.at,
+                phase=change.phase,
+                event_id=event_id,
+                boxes=change.boxes,
+                score=change.score,
+                snapshot=snapshot,
+                started_at=started_at,
+                frames=change.frames,
+            )
+        )
+        return out
