@@ -35,6 +35,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
+from gateway import iso6346
 from simulators.lifecycle import PlayingSimulator
 
 if TYPE_CHECKING:  # numpy and OpenCV are imported where used: other simulators need neither
@@ -85,41 +86,18 @@ class Expected(StrEnum):
 # -- ISO 6346 ---------------------------------------------------------------------------
 
 
-def _letter_values() -> dict[str, int]:
-    values: dict[str, int] = {}
-    value = 10
-    for letter in "ABCDEFGHIJKLMNOPQRSTUVWXYZ":
-        if value % 11 == 0:
-            value += 1
-        values[letter] = value
-        value += 1
-    return values
-
-
-_LETTER_VALUES = _letter_values()
-
-
 def iso6346_check_digit(code: str) -> int:
     """The check digit of the first 10 characters (owner, category, serial) of ``code``.
 
     >>> iso6346_check_digit("CSQU305438")
     3
     """
-    head = code[:10].upper()
-    if len(head) != 10 or not head[:4].isalpha() or not head[4:].isdigit():
-        raise ValueError(f"not an ISO 6346 owner+category+serial: {code!r}")
-    total = sum((_LETTER_VALUES[c] if c.isalpha() else int(c)) << i for i, c in enumerate(head))
-    return total % 11 % 10
+    return iso6346.check_digit(code[:10].upper())
 
 
 def iso6346_valid(code: str) -> bool:
-    """Whether ``code`` is 11 characters with a correct check digit."""
-    if len(code) != 11 or not code[10].isdigit():
-        return False
-    try:
-        return iso6346_check_digit(code) == int(code[10])
-    except ValueError:
-        return False
+    """Whether ``code`` is a container number (category U, J or Z) with a correct check digit."""
+    return iso6346.is_valid(code)
 
 
 def container_number(rng: random.Random, *, valid: bool = True) -> str:

@@ -24,7 +24,6 @@ import pytest
 from drivers.xray.check import check_folder, render
 from drivers.xray.config import XrayFolderConfig
 from drivers.xray.driver import XrayFolderDriver
-from drivers.xray.iso6346 import check_digit, check_digit_ok
 from drivers.xray.manifest import Manifest
 from drivers.xray.originals import OriginalUnavailableError, find_original, read_chunks
 from drivers.xray.scan import ScanCompleted, ScanFailed
@@ -388,14 +387,6 @@ def test_sidecars_parse_and_refuse_entities() -> None:
         parse_sidecar(b'{"lane": "L1"}', ".json")
     with pytest.raises(FrameError):
         parse_sidecar(b"{not json", ".json")
-
-
-def test_iso6346_check_digits_from_the_standard() -> None:
-    assert check_digit("CSQU305438") == 3
-    assert check_digit("MSCU123456") == 6
-    assert check_digit_ok("CSQU3054383")
-    assert not check_digit_ok("CSQU3054384")
-    assert not check_digit_ok("CSQX3054383")  # category must be U, J or Z
 
 
 async def test_probe_describes_the_folder_without_waiting_for_scans(tmp_path: Path) -> None:

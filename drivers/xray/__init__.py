@@ -3,7 +3,7 @@
 Modules: :mod:`.config` (keys), :mod:`.watch` (inotify or polling), :mod:`.folder`
 (grouping and settle rules), :mod:`.structure` (is an image file whole?),
 :mod:`.imagefile` (hash and preview), :mod:`.sidecar` (XML/JSON metadata),
-:mod:`.iso6346` (container check digits), :mod:`.manifest` (append-only record),
+:mod:`.manifest` (append-only record),
 :mod:`.scan` (readings), :mod:`.driver`, :mod:`.originals` (serving an original) and
 :mod:`.check` (``gatewayctl xray check``).
 """

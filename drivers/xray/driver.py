@@ -28,7 +28,6 @@ from drivers.xray.check import check_folder, render
 from drivers.xray.config import XrayFolderConfig
 from drivers.xray.folder import Due, Group, Tracker, list_folder
 from drivers.xray.imagefile import FileBytes, FileChangedError, make_preview, read_hashed
-from drivers.xray.iso6346 import check_digit_ok
 from drivers.xray.manifest import FileId, Manifest, ManifestEntry, fingerprint
 from drivers.xray.scan import ScanCompleted, ScanFailed
 from drivers.xray.sidecar import Sidecar, parse_sidecar
@@ -36,6 +35,7 @@ from drivers.xray.structure import Shape, walk
 from drivers.xray.watch import FolderWatch
 from gateway.config import DeviceSection
 from gateway.errors import DeviceError, DeviceInitError, DeviceIOError, FrameError
+from gateway.iso6346 import is_valid as check_digit_ok
 from gateway.readings import Reading, Stamp
 
 log = structlog.get_logger(__name__)
