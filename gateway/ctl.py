@@ -182,6 +182,15 @@ def cmd_camera_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ocr(args: argparse.Namespace) -> int:
+    """Read container codes or plates in an image file, as the gateway would."""
+    from gateway.ocr.cli import read_image, render  # noqa: PLC0415 - the ocr extra
+
+    report = read_image(args.image, args.kind)
+    print(render(report))
+    return 0
+
+
 def cmd_xray_check(args: argparse.Namespace) -> int:
     """What an X-ray drop folder holds: pending and why, failed and why, done (read-only)."""
     from drivers.xray.check import check_folder, render  # noqa: PLC0415 - only this verb
@@ -346,6 +355,41 @@ def _add_modbus(sub: Any) -> None:
             p.set_defaults(func=cmd_modbus_scan)
 
 
+def _add_site_tools(sub: Any) -> None:
+    """Verbs for cameras, OCR and X-ray folders (no daemon needed)."""
+    camera = sub.add_parser("camera", help="cameras: check a stream, take a snapshot")
+    camera_sub = camera.add_subparsers(dest="verb", required=True)
+    ccheck = camera_sub.add_parser(
+        "check", help="resolution, codec, fps measured over a few seconds, and a snapshot"
+    )
+    ccheck.add_argument("camera", help="camera id from the config, or a URL / device path")
+    ccheck.add_argument("--seconds", type=float, default=5.0, help="measure fps this long")
+    ccheck.add_argument("--save", type=Path, help="snapshot file (default camera-check-ID.jpg)")
+    ccheck.set_defaults(func=cmd_camera_check)
+    csnap = camera_sub.add_parser("snapshot", help="save one full-resolution JPEG")
+    csnap.add_argument("camera", help="camera id from the config, or a URL / device path")
+    csnap.add_argument("-o", "--output", type=Path, required=True, help="JPEG file to write")
+    csnap.set_defaults(func=cmd_camera_snapshot)
+
+    ocr = sub.add_parser(
+        "ocr", help="read container codes / plates in an image (check digit, candidates)"
+    )
+    ocr.add_argument("image", type=Path, help="any image file OpenCV reads (a crop is best)")
+    ocr.add_argument("--kind", choices=("container", "plate"), help="default: try both")
+    ocr.set_defaults(func=cmd_ocr)
+
+    xray = sub.add_parser("xray", help="X-ray scanner drop folders (no daemon needed)")
+    xray_sub = xray.add_subparsers(dest="verb", required=True)
+    xcheck = xray_sub.add_parser("check", help="pending, failed and done scans in a folder")
+    xcheck.add_argument("dir", type=Path)
+    xcheck.add_argument("--settle", type=float, default=2.0, help="seconds unchanged = complete")
+    xcheck.add_argument(
+        "--orphan-after", type=float, default=120.0, help="a lone file this old is an orphan"
+    )
+    xcheck.add_argument("--manifest", type=Path, help="the driver's manifest (marks done scans)")
+    xcheck.set_defaults(func=cmd_xray_check)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (separate for tests and --help)."""
     parser = argparse.ArgumentParser(
@@ -394,30 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_modbus(sub)
 
-    camera = sub.add_parser("camera", help="cameras: check a stream, take a snapshot")
-    camera_sub = camera.add_subparsers(dest="verb", required=True)
-    ccheck = camera_sub.add_parser(
-        "check", help="resolution, codec, fps measured over a few seconds, and a snapshot"
-    )
-    ccheck.add_argument("camera", help="camera id from the config, or a URL / device path")
-    ccheck.add_argument("--seconds", type=float, default=5.0, help="measure fps this long")
-    ccheck.add_argument("--save", type=Path, help="snapshot file (default camera-check-ID.jpg)")
-    ccheck.set_defaults(func=cmd_camera_check)
-    csnap = camera_sub.add_parser("snapshot", help="save one full-resolution JPEG")
-    csnap.add_argument("camera", help="camera id from the config, or a URL / device path")
-    csnap.add_argument("-o", "--output", type=Path, required=True, help="JPEG file to write")
-    csnap.set_defaults(func=cmd_camera_snapshot)
-
-    xray = sub.add_parser("xray", help="X-ray scanner drop folders (no daemon needed)")
-    xray_sub = xray.add_subparsers(dest="verb", required=True)
-    xcheck = xray_sub.add_parser("check", help="pending, failed and done scans in a folder")
-    xcheck.add_argument("dir", type=Path)
-    xcheck.add_argument("--settle", type=float, default=2.0, help="seconds unchanged = complete")
-    xcheck.add_argument(
-        "--orphan-after", type=float, default=120.0, help="a lone file this old is an orphan"
-    )
-    xcheck.add_argument("--manifest", type=Path, help="the driver's manifest (marks done scans)")
-    xcheck.set_defaults(func=cmd_xray_check)
+    _add_site_tools(sub)
 
     config = sub.add_parser("config", help="configuration files")
     config_sub = config.add_subparsers(dest="action", required=True)

@@ -15,19 +15,23 @@ import signal
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from gateway import __version__
 from gateway.config import GatewayConfig
 from gateway.control import ControlServer
+from gateway.ocr.triggers import OCR_COMMAND, OcrCommand, WeighingTriggers, ocr_regions
 from gateway.outbox import Outbox
 from gateway.records import Outgoing, Record
 from gateway.scans import ORIGINAL_COMMAND, OriginalServer
 from gateway.sdnotify import notify, watchdog_interval_s, watchdog_loop
 from gateway.supervisor import DeviceSupervisor
 from gateway.uplink import Uplink
+
+if TYPE_CHECKING:
+    from gateway.ocr.service import OcrService
 
 log = structlog.get_logger(__name__)
 
@@ -47,16 +51,27 @@ class Daemon:
             max_bytes=config.outbox.max_bytes,
         )
         self.uplink: Uplink | None = None
+        self.ocr: OcrService | None = None
+        if any(ocr_regions(d) for d in config.devices):
+            from gateway.ocr.service import OcrService  # noqa: PLC0415 - the ocr extra
+
+            self.ocr = OcrService(self.emit)
+        submit = self.ocr.submit if self.ocr is not None else None
         self.supervisors = [
-            DeviceSupervisor(device, self.emit) for device in config.devices if device.enabled
+            DeviceSupervisor(device, self.emit, ocr=submit)
+            for device in config.devices
+            if device.enabled
         ]
+        self.weighing_triggers = WeighingTriggers(config, self.supervisors)
         self.stop = asyncio.Event()
         self.started_mono = time.monotonic()
         self.emit_errors = 0
 
     async def emit(self, drafts: Sequence[Outgoing]) -> list[Record]:
         """Make drafts durable; the uplink picks them up from the outbox."""
-        return await self.outbox.append(drafts)
+        records = await self.outbox.append(drafts)
+        self.weighing_triggers.observe(drafts)
+        return records
 
     def status(self) -> dict[str, Any]:
         """Everything ``gatewayctl status`` prints."""
@@ -82,6 +97,7 @@ class Daemon:
                 "path": str(self.outbox.path),
             },
             "devices": {s.config.id: s.health.as_dict() for s in self.supervisors},
+            **({"ocr": self.ocr.stats()} if self.ocr is not None else {}),
         }
 
     async def run(self) -> int:
@@ -104,7 +120,13 @@ class Daemon:
                 self.uplink = uplink
                 async with ControlServer(self.config.control_socket, self.status) as control:
                     uplink.on_acked.append(control.publish)
-                    await self._serve()
+                    if self.ocr is not None:
+                        await self.ocr.start()
+                    try:
+                        await self._serve()
+                    finally:
+                        if self.ocr is not None:
+                            await self.ocr.aclose()
                     notify("STOPPING=1")
                     log.info("gateway stopping")
                     await self.emit([s.stopped() for s in self.supervisors])
@@ -132,6 +154,8 @@ class Daemon:
         }
         if manifests:
             uplink.commands[ORIGINAL_COMMAND] = OriginalServer(manifests)
+        if self.ocr is not None:
+            uplink.commands[OCR_COMMAND] = OcrCommand(self.supervisors)
 
     async def _serve(self) -> None:
         async with asyncio.TaskGroup() as group:

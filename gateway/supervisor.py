@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import structlog
 
 from drivers.base import Driver
+from drivers.camera.readings import CropsCaptured
 from gateway.backoff import Backoff
 from gateway.config import DeviceSection
 from gateway.errors import DeviceStalledError, DriverUnavailableError, GatewayError
@@ -38,6 +39,7 @@ class DeviceSupervisor:
         *,
         backoff: Backoff | None = None,
         driver_factory: Callable[[DeviceSection], Driver] = create_driver,
+        ocr: Callable[[str, CropsCaptured], None] | None = None,
     ) -> None:
         self.config = config
         self.emit = emit
@@ -46,6 +48,7 @@ class DeviceSupervisor:
         self.processor = processor_for(config)
         self.driver: Driver | None = None
         self._driver_factory = driver_factory
+        self._ocr = ocr
         self._bad_frames_seen = 0
 
     async def run(self) -> None:
@@ -83,6 +86,10 @@ class DeviceSupervisor:
                     DeviceState.UNAVAILABLE,
                 ):
                     await self._recovered()
+                if isinstance(reading, CropsCaptured):
+                    if self._ocr is not None:
+                        self._ocr(self.config.id, reading)
+                    continue
                 drafts = self.processor.feed(reading)
                 if drafts:
                     await self.emit(drafts)

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 
 def free_port() -> int:
@@ -185,3 +187,34 @@ class Central:
                 if predicate(self):
                     return
                 await self._changed.wait()
+
+
+async def mqtt_request(port: int, topic: str, request: dict[str, Any]) -> list[mqtt.MQTTMessage]:
+    """Central's side of a gateway command (MQTT 5 request/response): every reply part."""
+    loop = asyncio.get_running_loop()
+    parts: list[mqtt.MQTTMessage] = []
+    done = asyncio.Event()
+    subscribed = asyncio.Event()
+
+    def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        parts.append(msg)
+        if dict(msg.properties.UserProperty).get("last") == "true":
+            loop.call_soon_threadsafe(done.set)
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.on_message = on_message
+    client.on_subscribe = lambda *_: loop.call_soon_threadsafe(subscribed.set)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        client.subscribe("central/replies/1", qos=1)
+        await asyncio.wait_for(subscribed.wait(), 10)
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.ResponseTopic = "central/replies/1"
+        props.CorrelationData = b"req-42"
+        client.publish(topic, json.dumps(request), qos=1, properties=props)
+        await asyncio.wait_for(done.wait(), 30)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return parts

@@ -11,16 +11,12 @@ import asyncio
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
-import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from simulators.xray import FAULTS, Expected, XraySimulator
-from tests.broker import Central, Mosquitto
+from tests.broker import Central, Mosquitto, mqtt_request
 from tests.helpers import config_text
 from tests.process import GatewayProcess
 
@@ -44,37 +40,6 @@ def xray_config(tmp_path: Path, broker: Mosquitto) -> Path:
     config.write_text(config_text(tmp_path / "data", broker.port, [device]))
     (tmp_path / "drop").mkdir()
     return config
-
-
-async def request_original(port: int, request: dict[str, Any]) -> list[mqtt.MQTTMessage]:
-    """Central's side of ``cmd/xray_original``: every reply part, in order."""
-    loop = asyncio.get_running_loop()
-    parts: list[mqtt.MQTTMessage] = []
-    done = asyncio.Event()
-    subscribed = asyncio.Event()
-
-    def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        parts.append(msg)
-        if dict(msg.properties.UserProperty).get("last") == "true":
-            loop.call_soon_threadsafe(done.set)
-
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    client.on_message = on_message
-    client.on_subscribe = lambda *_: loop.call_soon_threadsafe(subscribed.set)
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    try:
-        client.subscribe("central/replies/1", qos=1)
-        await asyncio.wait_for(subscribed.wait(), 10)
-        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        props.ResponseTopic = "central/replies/1"
-        props.CorrelationData = b"req-42"
-        client.publish(f"{ROOT}/cmd/xray_original", json.dumps(request), qos=1, properties=props)
-        await asyncio.wait_for(done.wait(), 30)
-    finally:
-        client.disconnect()
-        client.loop_stop()
-    return parts
 
 
 async def test_every_scanner_fault_reaches_central_as_a_scan_or_an_error(
@@ -132,8 +97,8 @@ async def test_every_scanner_fault_reaches_central_as_a_scan_or_an_error(
 
         # The original, fetched over MQTT in chunks, is byte for byte the scanner's file.
         wanted = scans[0]["data"]["image"]
-        parts = await request_original(broker.port, {"sha256": wanted["sha256"],
-                                                     "chunk_bytes": 4096})  # fmt: skip
+        request = {"sha256": wanted["sha256"], "chunk_bytes": 4096}
+        parts = await mqtt_request(broker.port, f"{ROOT}/cmd/xray_original", request)
         assert all(p.properties.CorrelationData == b"req-42" for p in parts)
         final = json.loads(parts[-1].payload)
         body = b"".join(p.payload for p in parts[:-1])
@@ -141,7 +106,7 @@ async def test_every_scanner_fault_reaches_central_as_a_scan_or_an_error(
                          "sha256": wanted["sha256"]}  # fmt: skip
         assert hashlib.sha256(body).hexdigest() == wanted["sha256"]
         assert len(parts) > 2, "answered in chunks"
-        unknown = await request_original(broker.port, {"sha256": "0" * 64})
+        unknown = await mqtt_request(broker.port, f"{ROOT}/cmd/xray_original", {"sha256": "0" * 64})
         assert json.loads(unknown[-1].payload)["status"] == "error"
         assert await gateway.stop() == 0
     finally:

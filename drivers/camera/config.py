@@ -93,6 +93,28 @@ class MotionSettings(BaseModel):
         return masks
 
 
+class OcrRegion(BaseModel):
+    """Where container codes or plates appear at this lane, in the snapshot stream."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, description="region name, quoted in OCR results")
+    kind: Literal["container", "plate"]
+    box: tuple[float, float, float, float] = Field(
+        description="[x, y, width, height] as fractions of the frame (0..1)"
+    )
+
+    @field_validator("box")
+    @classmethod
+    def _inside_the_frame(
+        cls, box: tuple[float, float, float, float]
+    ) -> tuple[float, float, float, float]:
+        x, y, w, h = box
+        if not (0 <= x < 1 and 0 <= y < 1 and 0 < w <= 1 - x + 1e-9 and 0 < h <= 1 - y + 1e-9):
+            raise ValueError(f"box {list(box)} is not inside the frame (fractions 0..1)")
+        return box
+
+
 class CameraConfig(DeviceSection, MotionSettings):
     """``[[devices]]`` keys for ``driver = "camera.opencv"``."""
 
@@ -147,4 +169,17 @@ class CameraConfig(DeviceSection, MotionSettings):
     )
     stats_interval_s: float = Field(
         default=60.0, ge=0, description="camera health (fps, drops, resolution) this often"
+    )
+    ocr_regions: tuple[OcrRegion, ...] = Field(
+        default=(), description="regions read by OCR when triggered (none: no OCR)"
+    )
+    ocr_on_motion: bool = Field(
+        default=True, description="read the regions when motion in one of them ends"
+    )
+    ocr_on_weighing: tuple[str, ...] = Field(
+        default=(), description="read the regions when a vehicle drives onto these scales"
+    )
+    ocr_frames: int = Field(default=3, ge=1, le=10, description="crops per region and passage")
+    ocr_interval_s: float = Field(
+        default=0.6, ge=0, description="between the crops of one passage (they are voted on)"
     )

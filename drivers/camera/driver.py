@@ -84,6 +84,14 @@ class CameraDriver(Driver):
     async def _close(self) -> None:
         await self._stop_worker()
 
+    def request_ocr(self, trigger: str) -> bool:
+        """Read the OCR regions soon; False when the camera is not running or has none."""
+        worker = self._worker
+        if worker is None or not self.camera.ocr_regions:
+            return False
+        worker.request_ocr(trigger)
+        return True
+
     async def _stop_worker(self) -> None:
         worker, self._worker = self._worker, None
         if worker is None:

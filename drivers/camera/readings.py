@@ -6,8 +6,8 @@ on the media topic and references them from the record by ``sha256``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from gateway.readings import Reading, Stamp
 
@@ -120,3 +120,42 @@ class CameraStats(Reading):
             "dropped": self.frames_dropped,
             "reconnects": self.reconnects,
         }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegionCrop:
+    """One configured OCR region cut from a full-resolution frame.
+
+    Attributes:
+        region: the region's name.
+        kind: ``container`` or ``plate``.
+        image: the crop (BGR pixels), what the OCR engine reads.
+        jpeg: the same crop as JPEG, published with the result as evidence.
+    """
+
+    region: str
+    kind: Literal["container", "plate"]
+    image: Any = field(repr=False)
+    jpeg: Snapshot = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CropsCaptured(Reading):
+    """Crops of every OCR region from one frame of a passage (a burst of a few frames).
+
+    Attributes:
+        passage_id: shared by the crops of one burst; results are voted per passage.
+        trigger: why: ``motion``, ``weighing:<scale>``, ``command``.
+        frame: 1-based frame of the burst.
+        frames: frames in the burst; the passage is complete after the last.
+        crops: one per region.
+    """
+
+    passage_id: str
+    trigger: str
+    frame: int
+    frames: int
+    crops: tuple[RegionCrop, ...]
+
+    def summary(self) -> dict[str, object]:
+        return {"ocr_passage": self.passage_id, "trigger": self.trigger, "frame": self.frame}

@@ -9,15 +9,25 @@ pictures that are due and hands finished readings to the loop through a callback
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from drivers.camera.capture import Frame, RateMeter, StreamCapture
 from drivers.camera.config import CameraConfig
 from drivers.camera.motion import MotionChange, MotionDetector
-from drivers.camera.readings import CameraStats, MotionObserved, Snapshot, StillCaptured
+from drivers.camera.readings import (
+    Box,
+    CameraStats,
+    CropsCaptured,
+    MotionObserved,
+    RegionCrop,
+    Snapshot,
+    StillCaptured,
+)
 from drivers.camera.snapshot import encode_snapshot
 from gateway.errors import DeviceIOError, FrameError
 from gateway.readings import Reading, Stamp
@@ -27,6 +37,24 @@ Item = list[Reading | FrameError] | DeviceIOError
 
 TAKE_WAIT_S = 0.5
 """Longest wait for a frame before checking for stop again."""
+CROP_QUALITY = 90
+"""JPEG quality of OCR crops published as evidence (small pictures, text must stay sharp)."""
+
+
+@dataclass(slots=True)
+class _Burst:
+    """An OCR passage in progress: a few crops of every region, spaced out for voting."""
+
+    passage_id: str
+    trigger: str
+    taken: int = 0
+    next_due: float = 0.0
+
+
+def _overlaps(a: Box, b: Box) -> bool:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    return ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah
 
 
 class CameraWorker:
@@ -55,6 +83,9 @@ class CameraWorker:
         self.frames_analysed = 0
         self.rate_analysed = RateMeter()
         self._events: dict[int, tuple[str, Stamp]] = {}
+        self._event_boxes: dict[int, tuple[Box, ...]] = {}
+        self._ocr_requests: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._burst: _Burst | None = None
         self._next_still = 0.0
         self._next_stats = 0.0
         self._started = 0.0
@@ -90,6 +121,10 @@ class CameraWorker:
             all(capture.join(max(0.0, deadline - time.monotonic())) for capture in self._captures())
             and not self._thread.is_alive()
         )
+
+    def request_ocr(self, trigger: str) -> None:
+        """Read the OCR regions soon (any thread): a scale, a command from the centre."""
+        self._ocr_requests.put(trigger)
 
     def counters(self) -> dict[str, int]:
         """Integer counters for ``DriverCounters.extra`` (rates rounded to whole fps)."""
@@ -179,6 +214,9 @@ class CameraWorker:
         out: list[Reading | FrameError] = []
         for change in self.detector.feed(frame.image, now, picture):
             out.extend(self._motion(change, frame, picture))
+            self._motion_trigger(change)
+        if config.ocr_regions:
+            out.extend(self._ocr(frame, picture))
         if (
             config.still_interval_s
             and now >= self._next_still
@@ -195,6 +233,57 @@ class CameraWorker:
             self._next_stats = now + config.stats_interval_s
             out.append(self.stats(frame.at))
         return out
+
+    def _motion_trigger(self, change: MotionChange[Frame]) -> None:
+        """Motion that ends in an OCR region: the vehicle has stopped there, read it."""
+        if change.boxes:
+            self._event_boxes[change.event] = change.boxes
+        if change.phase != "end":
+            return
+        boxes = self._event_boxes.pop(change.event, ())
+        regions = [r.box for r in self.config.ocr_regions]
+        if self.config.ocr_on_motion and any(_overlaps(b, r) for b in boxes for r in regions):
+            self._ocr_requests.put("motion")
+
+    def _ocr(self, frame: Frame, picture: Frame) -> list[Reading | FrameError]:
+        """Start a burst when asked, and take its next crops when they are due."""
+        now = frame.at.mono
+        while not self._ocr_requests.empty():
+            trigger = self._ocr_requests.get_nowait()
+            if self._burst is None:  # a passage already being read answers this one too
+                self._burst = _Burst(str(uuid.uuid4()), trigger, next_due=now)
+        burst = self._burst
+        if burst is None or now < burst.next_due or self._main_pending(picture, frame):
+            return []
+        burst.taken += 1
+        burst.next_due = now + self.config.ocr_interval_s
+        frames = self.config.ocr_frames
+        if burst.taken >= frames:
+            self._burst = None
+        crops: list[RegionCrop] = []
+        image = picture.image
+        height, width = image.shape[:2]
+        for region in self.config.ocr_regions:
+            x, y, w, h = region.box
+            cut = image[
+                round(y * height) : round((y + h) * height),
+                round(x * width) : round((x + w) * width),
+            ].copy()
+            try:
+                jpeg = encode_snapshot(cut, cut.shape[0], CROP_QUALITY)
+            except FrameError as exc:
+                return [exc]
+            crops.append(RegionCrop(region=region.name, kind=region.kind, image=cut, jpeg=jpeg))
+        return [
+            CropsCaptured(
+                at=picture.at,
+                passage_id=burst.passage_id,
+                trigger=burst.trigger,
+                frame=burst.taken,
+                frames=frames,
+                crops=tuple(crops),
+            )
+        ]
 
     def _snapshot(self, picture: Frame, height: int | None = None) -> Snapshot | FrameError:
         """``picture`` as JPEG, at most ``height`` rows (default ``snapshot_height``)."""
