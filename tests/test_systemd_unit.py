@@ -161,7 +161,12 @@ def test_example_config_matches_the_unit_and_the_schema() -> None:
     assert socket.parent == Path("/run") / d["RuntimeDirectory"][-1]
     assert f"--config /etc/{d['ConfigurationDirectory'][-1]}/gateway.toml" in d["ExecStart"][-1]
     assert raw["outbox"]["max_bytes"] == 268435456
-    assert [dev["driver"] for dev in raw["devices"]] == ["scale.toledo"]
+    drivers = [dev["driver"] for dev in raw["devices"]]
+    assert drivers == ["scale.toledo", "eseal.reader", "eseal.jt808", "xray.folder",
+                       "camera.opencv"]  # fmt: skip
+    # the X-ray manifest is state the daemon writes: inside the unit's StateDirectory
+    xray = next(dev for dev in raw["devices"] if dev["driver"] == "xray.folder")
+    assert Path(xray["manifest"]).parent == Path("/var/lib") / d["StateDirectory"][-1]
     # [[devices]] are validated by their driver's model; the rest by the core schema
     core = {k: v for k, v in raw.items() if k != "devices"}
     config = GatewayConfig.model_validate(core)
