@@ -118,10 +118,8 @@ class SealProcessor:
 
     def _alert(self, alert: SealAlert) -> list[Draft]:
         event: str = alert.event
-        if alert.alarm and event == "opened":
-            event = "opened_without_approval"
-        elif event == "opened" and alert.approved_open:
-            event = "opened_approved"
+        if event == "opened":
+            event = "opened_approved" if alert.approved_open else "opened_without_approval"
         key = _dedup_key(alert.seal_id, event, alert.event_time)
         if not self._seen.first_time(key):
             return []

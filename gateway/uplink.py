@@ -411,6 +411,7 @@ class Uplink:
         self, name: str, payload: bytes, response: str, correlation: bytes | None
     ) -> None:
         handler = self.commands.get(name)
+        part = 0  # parts already sent; an error reply continues the numbering
         try:
             if handler is None:
                 raise CommandError(f"unknown command {name!r}; known: {sorted(self.commands)}")
@@ -419,7 +420,6 @@ class Uplink:
             except ValueError as exc:
                 raise CommandError(str(exc)) from None
             log.info("command", command=name, request=request)
-            part = 0
             pending: list[asyncio.Future[bool]] = []
             held: Reply | None = None  # sent when the next arrives: the last is marked so
             async for reply in handler(request):
@@ -434,7 +434,8 @@ class Uplink:
         except (GatewayError, OSError) as exc:
             self.stats.commands_failed += 1
             log.warning("command failed", command=name, error=str(exc))
-            self._reply(response, correlation, error_reply(str(exc)), 0, last=True)
+            # Parts sent before the error stand; the one held back is replaced by the error.
+            self._reply(response, correlation, error_reply(str(exc)), part, last=True)
             return
         self._reply(response, correlation, held, part, last=True)
         await asyncio.gather(*pending)

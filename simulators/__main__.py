@@ -169,7 +169,12 @@ def _parser() -> argparse.ArgumentParser:
     demo = devices.add_parser("demo", help="the whole demo checkpoint, with central's live view")
     demo.add_argument("--dir", type=Path, default=Path("demo-data"), help="config, outbox, logs")
     demo.add_argument("--duration", type=_positive, default=None, help="seconds; default: Ctrl-C")
-    demo.add_argument("--speed", type=_positive, default=1.0, help="time compression of trucks")
+    demo.add_argument(
+        "--speed",
+        type=_positive,
+        default=1.0,
+        help="time compression of the checkpoint: trucks, seal events, scans, camera trucks",
+    )
     demo.set_defaults(run=lambda args: run_demo(args.dir, args.duration, args.speed))
 
     central = devices.add_parser("central", help="live view of what reaches the central office")

@@ -1,33 +1,74 @@
-"""The demo checkpoint: simulated scales, a real broker, the gateway, and central's view.
+"""The demo checkpoint: every device family, a real broker, the gateway, and central's view.
 
 ``python -m simulators demo`` starts, in one terminal:
 
 1. mosquitto on a free loopback port (its own config and data in the demo folder);
 2. two weighbridge indicators on ptys: lane 1 a Mettler Toledo stream, lane 2 an
    XK3190 with line noise and checksum errors;
-3. the gateway daemon (``edge-gateway run``) with a generated config;
-4. a live view of everything that reaches the central office.
+3. an e-seal gate reader on a pty (CRC errors, noise, duplicated frames) and a JT/T 808
+   e-lock that connects to the gateway's TCP server and reports its position;
+4. an X-ray scanner dropping scans into ``DIR/xray-drop`` (a wrong check digit, a
+   non-ASCII operator, a corrupt image among them);
+5. a lane camera (MJPEG over HTTP) where a truck with a container drives in and stops;
+6. the gateway daemon (``edge-gateway run``) with a generated config;
+7. a live view of everything that reaches the central office.
 
 Ctrl-C stops it all. Everything lives in ``--dir`` (default ``./demo-data``): the
-config, the outbox and the gateway's log, for ``gatewayctl --config ... status``.
+config, the outbox, the X-ray drop folder and the gateway's log, for
+``gatewayctl --config ... status``. ``--speed`` compresses the checkpoint's time: the
+trucks on the scales, the seal events and position reports, the time between scans and
+between camera trucks (the camera's frame rate stays real).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import shutil
 import signal
 import socket
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from simulators.central import CentralView
+from simulators.eseal import EsealSimulator
 from simulators.scale import ScaleSimulator
+from simulators.xray import XraySimulator
 
 LANES = (
     ("scale-1", "toledo", ()),
     ("scale-2", "xk3190", ("noise", "checksum")),
 )
+SEAL_READER = "seal-gate-1"
+ELOCK_SERVER = "elock-gw"
+XRAY = "xray-1"
+CAMERA = "cam-lane-1"
+
+SEAL_SPEED = 0.3
+"""The reader simulator plays an event a second at speed 1: one every ~3 s here."""
+ELOCK_SPEED = 0.25
+"""The e-lock reports once a second at speed 1: one every 4 s here."""
+XRAY_INTERVAL_S = 20.0
+XRAY_FAULTS = ("bad_check_digit", "non_ascii", "corrupt")
+XRAY_SIZE = (1024, 512)
+CAMERA_FPS = 5.0
+TRUCK_EVERY_S = 45.0
+FIRST_TRUCK_S = 5.0
+"""Not compressed by ``--speed``: the gateway needs its few seconds to start first."""
+DWELL_S = 10.0
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+@dataclass(frozen=True, slots=True)
+class Ports:
+    """The loopback ports the demo's parts meet on."""
+
+    broker: int
+    elock: int
+    camera: int
 
 
 def _free_port() -> int:
@@ -49,44 +90,73 @@ async def _wait_port(port: int, timeout_s: float = 10) -> None:
             return
 
 
-def write_config(workdir: Path, port: int) -> Path:
-    """The demo gateway's config: the documented shape, both lanes."""
+def _device(**keys: str | float | Path) -> list[str]:
+    """One ``[[devices]]`` table; strings and paths quoted as TOML basic strings."""
+    lines = ["[[devices]]"]
+    for key, value in keys.items():
+        text = f'"{value}"' if isinstance(value, str | Path) else repr(value)
+        lines.append(f"{key} = {text}")
+    return lines
+
+
+def write_config(workdir: Path, ports: Ports) -> Path:
+    """The demo gateway's config: the documented shape, one device of each family."""
+    data = workdir / "gateway"
     lines = [
         "[gateway]",
         'site = "demo-port"',
         'id = "gate-1"',
-        f'data_dir = "{workdir / "gateway"}"',
+        f'data_dir = "{data}"',
         "[mqtt]",
         'host = "127.0.0.1"',
-        f"port = {port}",
+        f"port = {ports.broker}",
     ]
     for device_id, protocol, _ in LANES:
-        lines += [
-            "[[devices]]",
-            f'id = "{device_id}"',
-            f'driver = "scale.{protocol}"',
-            f'port = "{workdir / device_id}"',
-            "baudrate = 9600",
-            "telemetry_interval_s = 2.0",
-        ]
+        lines += _device(
+            id=device_id,
+            driver=f"scale.{protocol}",
+            port=workdir / device_id,
+            baudrate=9600,
+            telemetry_interval_s=2.0,
+        )
+    lines += _device(id=SEAL_READER, driver="eseal.reader", port=workdir / SEAL_READER)
+    lines += _device(
+        id=ELOCK_SERVER, driver="eseal.jt808", listen_host="127.0.0.1", listen_port=ports.elock
+    )
+    lines += _device(
+        id=XRAY,
+        driver="xray.folder",
+        path=workdir / "xray-drop",
+        manifest=data / f"{XRAY}.jsonl",
+        settle_s=1.0,
+    )
+    camera = f"http://127.0.0.1:{ports.camera}"
+    lines += _device(
+        id=CAMERA,
+        driver="camera.opencv",
+        url=f"{camera}/sub.mjpg",
+        snapshot_url=f"{camera}/main.mjpg",
+        analyse_fps=CAMERA_FPS,
+        still_interval_s=30.0,
+    )
     path = workdir / "gateway.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-def prepare(workdir: Path) -> tuple[str, Path, int, Path] | None:
-    """Find mosquitto and write the demo's broker and gateway configs."""
+def prepare(workdir: Path) -> tuple[str, Path, Ports, Path] | None:
+    """Find mosquitto, pick ports and write the demo's broker and gateway configs."""
     mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(mosquitto).exists():
         print("demo: mosquitto is not installed (apt-get install mosquitto)", file=sys.stderr)
         return None
     workdir = workdir.resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    (workdir / "xray-drop").mkdir(parents=True, exist_ok=True)
+    ports = Ports(broker=_free_port(), elock=_free_port(), camera=_free_port())
     (workdir / "mosquitto.conf").write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\nlog_dest none\n"
+        f"listener {ports.broker} 127.0.0.1\nallow_anonymous true\nlog_dest none\n"
     )
-    return mosquitto, workdir, port, write_config(workdir, port)
+    return mosquitto, workdir, ports, write_config(workdir, ports)
 
 
 def run_demo(workdir: Path, duration_s: float | None = None, speed: float = 1.0) -> int:
@@ -97,10 +167,90 @@ def run_demo(workdir: Path, duration_s: float | None = None, speed: float = 1.0)
     return asyncio.run(_run(*prepared, duration_s=duration_s, speed=speed))
 
 
+async def _devices_before_gateway(
+    stack: contextlib.AsyncExitStack, workdir: Path, ports: Ports, speed: float
+) -> None:
+    """The devices the gateway opens as a client: their ptys and server must exist first."""
+    for i, (device_id, protocol, faults) in enumerate(LANES):
+        await stack.enter_async_context(
+            ScaleSimulator(
+                protocol=protocol,
+                link=workdir / device_id,
+                speed=speed * 0.8**i,  # the lanes out of step, as in life
+                faults=faults,
+            )
+        )
+    await stack.enter_async_context(
+        EsealSimulator(
+            protocol="reader",
+            link=workdir / SEAL_READER,
+            faults=("crc", "noise", "duplicate"),
+            speed=SEAL_SPEED * speed,
+        )
+    )
+    from simulators.camera.simulator import CameraSimulator  # noqa: PLC0415 - needs OpenCV
+
+    await stack.enter_async_context(
+        CameraSimulator(
+            serve="mjpeg",
+            port=ports.camera,
+            fps=CAMERA_FPS,
+            truck_every_s=TRUCK_EVERY_S / speed,
+            first_truck_s=FIRST_TRUCK_S,
+            dwell_s=DWELL_S / speed,
+        )
+    )
+
+
+async def _devices_after_gateway(
+    stack: contextlib.AsyncExitStack, workdir: Path, ports: Ports, speed: float
+) -> None:
+    """The e-lock connects to the gateway (retrying); scans are dropped while it watches."""
+    await stack.enter_async_context(
+        EsealSimulator(
+            protocol="jt808", tcp_port=ports.elock, register=True, speed=ELOCK_SPEED * speed
+        )
+    )
+    await stack.enter_async_context(
+        XraySimulator(
+            dir=workdir / "xray-drop",
+            interval_s=XRAY_INTERVAL_S / speed,
+            faults=XRAY_FAULTS,
+            size=XRAY_SIZE,
+            settle_s=1.0,
+        )
+    )
+
+
+async def _start_gateway(config: Path, log_path: Path) -> asyncio.subprocess.Process:
+    log = await asyncio.to_thread(log_path.open, "ab")
+    with log:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "gateway.daemon_cli",
+            "run",
+            "--config",
+            str(config),
+            "--log-format",
+            "json",
+            stdout=log,
+            stderr=log,
+            start_new_session=True,  # Ctrl-C is the demo's to handle: it stops the gateway
+            preexec_fn=_end_with_parent,
+        )
+
+
+def _end_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the demo dies, even by SIGKILL (Linux)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 async def _run(
     mosquitto: str,
     workdir: Path,
-    port: int,
+    ports: Ports,
     config: Path,
     *,
     duration_s: float | None,
@@ -117,41 +267,24 @@ async def _run(
         str(workdir / "mosquitto.conf"),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True,  # outlives the gateway on Ctrl-C, to carry its goodbyes
+        preexec_fn=_end_with_parent,
     )
-    view = CentralView("127.0.0.1", port)
+    view = CentralView("127.0.0.1", ports.broker)
     gateway: asyncio.subprocess.Process | None = None
     try:
-        await _wait_port(port)
+        await _wait_port(ports.broker)
         view.start()
-        async with (
-            ScaleSimulator(
-                protocol=LANES[0][1], link=workdir / LANES[0][0], speed=speed, faults=LANES[0][2]
-            ),
-            ScaleSimulator(
-                protocol=LANES[1][1],
-                link=workdir / LANES[1][0],
-                speed=speed * 0.8,  # the lanes out of step, as in life
-                faults=LANES[1][2],
-            ),
-        ):
-            log = await asyncio.to_thread(log_path.open, "ab")
-            with log:
-                gateway = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "gateway.daemon_cli",
-                    "run",
-                    "--config",
-                    str(config),
-                    "--log-format",
-                    "json",
-                    stdout=log,
-                    stderr=log,
-                )
+        async with contextlib.AsyncExitStack() as stack:
+            await _devices_before_gateway(stack, workdir, ports, speed)
+            gateway = await _start_gateway(config, log_path)
+            await _devices_after_gateway(stack, workdir, ports, speed)
             print(
-                f"demo checkpoint: broker 127.0.0.1:{port}, gateway config {config}\n"
+                f"demo checkpoint: broker 127.0.0.1:{ports.broker}, gateway config {config}\n"
                 f"  in another terminal:  .venv/bin/gatewayctl --config {config} status\n"
                 f"  gateway log:          {log_path}\n"
+                f"  X-ray drop folder:    {workdir / 'xray-drop'}\n"
+                f"  lane camera:          http://127.0.0.1:{ports.camera}/main.mjpg\n"
                 "  Ctrl-C stops the demo.\n"
                 "--- what reaches the central office ---",
                 flush=True,
@@ -160,20 +293,22 @@ async def _run(
             await asyncio.wait(waiters, timeout=duration_s, return_when=asyncio.FIRST_COMPLETED)
             for w in waiters:
                 w.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
             if gateway.returncode is not None:
                 print(
                     f"demo: the gateway exited ({gateway.returncode}); see {log_path}",
                     file=sys.stderr,
                 )
                 return 1
-            gateway.send_signal(signal.SIGTERM)
+            gateway.send_signal(signal.SIGTERM)  # before its devices go away
             await gateway.wait()
     finally:
         if gateway is not None and gateway.returncode is None:
             gateway.kill()
             await gateway.wait()
         await asyncio.to_thread(view.stop)
-        broker.terminate()
+        if broker.returncode is None:
+            broker.terminate()
         await broker.wait()
     print("demo stopped.")
     return 0

@@ -210,6 +210,7 @@ async def mqtt_request(port: int, topic: str, request: dict[str, Any]) -> list[m
         client.subscribe("central/replies/1", qos=1)
         await asyncio.wait_for(subscribed.wait(), 10)
         props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.ContentType = "application/json"
         props.ResponseTopic = "central/replies/1"
         props.CorrelationData = b"req-42"
         client.publish(topic, json.dumps(request), qos=1, properties=props)

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import hashlib
 import json
 import re
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
+import cv2
+import numpy as np
+import paho.mqtt.client as mqtt
 import pytest
 import yaml
 from jsonschema import Draft7Validator, Draft202012Validator, FormatChecker
@@ -19,14 +25,22 @@ from jsonschema.exceptions import best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from drivers.eseal.jt808 import PositionReported
+from drivers.eseal.reader_codec import SealAlert, SealRead
+from drivers.xray.scan import ScanCompleted, ScanFailed
+from gateway.commands import OCTETS
 from gateway.outbox import EVICTION_TOPIC, Outbox
 from gateway.readings import Stamp, WeightMeasured
-from gateway.records import Priority
+from gateway.records import GENESIS, MediaDraft, Priority, envelope, rfc3339, uuid7
+from gateway.scans import ScanProcessor
+from gateway.seals import SealProcessor
 from gateway.uplink import Uplink
 from gateway.weighing import WeighingProcessor, WeighingSettings
+from simulators.eseal import PROTOCOL_FAULTS, EsealSimulator
 from simulators.modbus import ModbusSimulator
 from simulators.scale import ScaleSimulator
-from tests.broker import Central, Message, Mosquitto
+from simulators.xray import FAULTS, Expected, XraySimulator
+from tests.broker import Central, Message, Mosquitto, free_port, mqtt_request
 from tests.helpers import config_text, make_config
 from tests.process import GatewayProcess
 from tests.test_daemon import ROOT
@@ -69,59 +83,144 @@ def format_checker() -> FormatChecker:
     return checker
 
 
+JSON = "application/json"
+BINARY_TYPES = frozenset({"image/jpeg", "application/octet-stream"})
+"""Content types of messages that are raw bytes: no JSON schema, no JSON example."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One message of a channel: its content type and, for JSON, its schema.
+
+    ``payload`` is None for binary messages (media, reply chunks): JSON Schema cannot
+    say anything about raw bytes, so :func:`binary_errors` checks them instead.
+    """
+
+    name: str
+    content_type: str
+    doc: dict[str, Any]
+    payload: Draft202012Validator | None
+    headers: Draft202012Validator | None
+
+
 @dataclass(frozen=True)
 class Channel:
     name: str
-    address: re.Pattern[str]
-    content_type: str
+    address: re.Pattern[str] | None
+    """None: the requester chooses the topic (command replies)."""
+    messages: dict[str, Kind]
+    """Content type -> the channel's message of that type."""
     retain: bool
-    validator: Draft202012Validator
+
+    @property
+    def json(self) -> Kind:
+        return self.messages[JSON]
+
+
+def _validator(ref: str) -> Draft202012Validator:
+    doc = document()
+    registry = Registry().with_resource(DOC_URI, Resource(contents=doc, specification=DRAFT202012))
+    return Draft202012Validator(
+        {"$ref": f"{DOC_URI}{ref}"}, registry=registry, format_checker=format_checker()
+    )
+
+
+def _operation(name: str) -> dict[str, Any]:
+    """The operation that sends or receives on channel ``name``, or replies on it."""
+    ref = f"#/channels/{name}"
+    operations: list[dict[str, Any]] = [
+        op
+        for op in document()["operations"].values()
+        if ref in (op["channel"]["$ref"], op.get("reply", {}).get("channel", {}).get("$ref"))
+    ]
+    assert len(operations) == 1, f"{name}: {len(operations)} operations"
+    return operations[0]
 
 
 @functools.cache
 def channels() -> dict[str, Channel]:
-    """Each channel: its address as a regex, its message's schema, and the operation's flags."""
+    """Each channel: its address as a regex, its messages' schemas, and the operation's flags."""
     doc = document()
-    registry = Registry().with_resource(DOC_URI, Resource(contents=doc, specification=DRAFT202012))
-    checker = format_checker()
     out: dict[str, Channel] = {}
     for name, channel in doc["channels"].items():
-        (message_name,) = channel["messages"]
-        message_ref = channel["messages"][message_name]["$ref"]
-        message = pointer(message_ref)
-        (operation,) = [
-            op for op in doc["operations"].values() if op["channel"]["$ref"] == f"#/channels/{name}"
-        ]
-        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(channel["address"]))
+        kinds: dict[str, Kind] = {}
+        for message_name, ref in channel["messages"].items():
+            message = deref(ref)
+            content_type = message.get("contentType", doc["defaultContentType"])
+            assert content_type not in kinds, f"{name}: two {content_type} messages"
+            binary = content_type in BINARY_TYPES
+            kinds[content_type] = Kind(
+                name=message_name,
+                content_type=content_type,
+                doc=message,
+                payload=None if binary else _validator(f"{ref['$ref']}/payload"),
+                headers=_validator(f"{ref['$ref']}/headers") if "headers" in message else None,
+            )
+        operation = _operation(name)
+        address = channel["address"]
+        regex = None
+        if address is not None:
+            regex = re.compile(re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(address)))
         out[name] = Channel(
             name=name,
-            address=re.compile(regex),
-            content_type=message.get("contentType", doc["defaultContentType"]),
-            retain=operation["bindings"]["mqtt"]["retain"],
-            validator=Draft202012Validator(
-                {"$ref": f"{DOC_URI}{message_ref}/payload"},
-                registry=registry,
-                format_checker=checker,
-            ),
+            address=regex,
+            messages=kinds,
+            # Replies inherit nothing from the request's operation: never retained.
+            retain=regex is not None and operation["bindings"]["mqtt"]["retain"],
         )
     return out
 
 
-def schema_errors(topic: str, payload: Any) -> tuple[Channel, list[str]]:
-    """The channel ``topic`` belongs to, and every way ``payload`` breaks the contract."""
-    matches = [(c, m) for c in channels().values() if (m := c.address.fullmatch(topic)) is not None]
+Replies = Mapping[str, str]
+"""Response topic -> the reply channel (its address is the requester's choice)."""
+
+
+def channel_of(topic: str, replies: Replies = MappingProxyType({})) -> Channel:
+    """The channel ``topic`` belongs to; a topic in ``replies`` is that reply channel's."""
+    if topic in replies:
+        channel = channels()[replies[topic]]
+        assert channel.address is None, f"{channel.name} has a fixed address"
+        return channel
+    matches = [c for c in channels().values() if c.address and c.address.fullmatch(topic)]
     assert len(matches) == 1, f"{topic}: matches {len(matches)} channels of the document"
-    channel, match = matches[0]
+    return matches[0]
+
+
+def payload_errors(validator: Draft202012Validator, payload: Any) -> list[str]:
     problems = []
-    for error in channel.validator.iter_errors(payload):
+    for error in validator.iter_errors(payload):
         cause = best_match([error])  # inside oneOf/anyOf: the branch that came closest
         where = "/".join(map(str, cause.absolute_path)) or "<root>"
         problems.append(f"{where}: {cause.message[:300]}")
-    if isinstance(payload, dict):
+    return problems
+
+
+def schema_errors(
+    topic: str, payload: Any, replies: Replies = MappingProxyType({})
+) -> tuple[Channel, list[str]]:
+    """The channel ``topic`` belongs to, and every way JSON ``payload`` breaks the contract."""
+    channel = channel_of(topic, replies)
+    validator = channel.json.payload
+    assert validator is not None
+    problems = payload_errors(validator, payload)
+    match = channel.address.fullmatch(topic) if channel.address else None
+    if match is not None and isinstance(payload, dict):
+        # Records and status repeat the topic's names; a command request need not.
         for param, value in match.groupdict().items():
-            if payload.get(param) != value:
-                problems.append(f"topic says {param}={value!r}, payload {payload.get(param)!r}")
+            if param in payload and payload[param] != value:
+                problems.append(f"topic says {param}={value!r}, payload {payload[param]!r}")
     return channel, problems
+
+
+def binary_errors(kind: Kind, body: bytes) -> list[str]:
+    """What is wrong with the raw bytes of a binary message."""
+    if not body:
+        return ["empty binary payload"]
+    if kind.content_type == "image/jpeg" and not (
+        body.startswith(b"\xff\xd8\xff") and body.endswith(b"\xff\xd9")
+    ):
+        return [f"not a JPEG (starts {body[:4].hex()}, ends {body[-2:].hex()})"]
+    return []
 
 
 def walk(node: Any) -> Iterator[Any]:
@@ -150,21 +249,42 @@ def test_document_is_asyncapi_3_for_mqtt_5() -> None:
             pointer(node["$ref"])  # every reference resolves inside the document
 
 
-def test_every_channel_message_is_sent_by_an_operation() -> None:
+def test_every_channel_message_is_used_by_an_operation() -> None:
+    """The gateway sends on its own topics, receives commands and replies where asked."""
     doc = document()
-    sent: set[str] = set()
+    used: set[str] = set()
     for name, op in doc["operations"].items():
-        assert op["action"] == "send", name
         channel_ref = op["channel"]["$ref"]
+        command = "/cmd/" in pointer(channel_ref)["address"]
+        assert op["action"] == ("receive" if command else "send"), name
+        assert ("reply" in op) == command, f"{name}: a command is answered, nothing else is"
         assert op["bindings"]["mqtt"]["qos"] == 1, name
         for message in op["messages"]:
             assert message["$ref"].startswith(f"{channel_ref}/messages/"), (name, message)
-            sent.add(message["$ref"])
+            used.add(message["$ref"])
+        if command:
+            reply_ref = op["reply"]["channel"]["$ref"]
+            assert pointer(reply_ref)["address"] is None, f"{name}: the requester picks it"
+            assert op["reply"]["address"]["location"].startswith("$message.header#/")
+            for message in op["reply"]["messages"]:
+                assert message["$ref"].startswith(f"{reply_ref}/messages/"), (name, message)
+                used.add(message["$ref"])
     for name, channel in doc["channels"].items():
-        params = set(re.findall(r"\{(\w+)\}", channel["address"]))
+        params = set(re.findall(r"\{(\w+)\}", channel["address"] or ""))
         assert params == set(channel.get("parameters", {})), name
         for message in channel["messages"]:
-            assert f"#/channels/{name}/messages/{message}" in sent, f"{name}/{message} unsent"
+            assert f"#/channels/{name}/messages/{message}" in used, f"{name}/{message} unused"
+
+
+def example_topic(name: str, payload: dict[str, Any]) -> str:
+    """Channel ``name``'s address, filled from the payload or the parameters' examples."""
+    doc = document()
+    channel = doc["channels"][name]
+    values = {
+        param: payload.get(param) or deref(ref)["examples"][0]
+        for param, ref in channel.get("parameters", {}).items()
+    }
+    return str(channel["address"]).format(**values)
 
 
 def test_schemas_are_valid_json_schema_and_examples_fit_them() -> None:
@@ -172,18 +292,27 @@ def test_schemas_are_valid_json_schema_and_examples_fit_them() -> None:
     for schema in doc["components"]["schemas"].values():
         Draft202012Validator.check_schema(schema)
         Draft7Validator.check_schema(schema)  # AsyncAPI's default schema format
-    for name, channel in doc["channels"].items():
-        for message in map(deref, channel["messages"].values()):
-            assert message["contentType"] == "application/json", name
-            assert message["examples"], name
-            for example in message["examples"]:
-                topic = channel["address"].format(
-                    site=example["payload"]["site"],
-                    gateway=example["payload"]["gateway"],
-                    device=example["payload"].get("device"),
-                )
-                _, problems = schema_errors(topic, example["payload"])
-                assert not problems, f"{name} example {example['name']}: {problems}"
+    for name, channel in channels().items():
+        assert JSON in channel.messages or set(channel.messages) <= BINARY_TYPES, name
+        for kind in channel.messages.values():
+            where = f"{name}/{kind.name}"
+            if kind.payload is None:  # raw bytes: a JSON example would say nothing
+                payload_schema = deref(kind.doc["payload"])
+                assert payload_schema["format"] == "binary", where
+                assert payload_schema["contentMediaType"] == kind.content_type, where
+                assert "examples" not in kind.doc, where
+                continue
+            assert kind.content_type == JSON, where
+            assert kind.doc["examples"], where
+            for example in kind.doc["examples"]:
+                payload = example["payload"]
+                if channel.address is None:
+                    problems = payload_errors(kind.payload, payload)
+                else:
+                    problems = schema_errors(example_topic(name, payload), payload)[1]
+                if kind.headers is not None:
+                    problems += payload_errors(kind.headers, example["headers"])
+                assert not problems, f"{where} example {example['name']}: {problems}"
 
 
 # -- real messages ---------------------------------------------------------------------
@@ -192,17 +321,66 @@ def test_schemas_are_valid_json_schema_and_examples_fit_them() -> None:
 CONTENT_TYPE_GAPS: frozenset[str] = frozenset()
 
 
-def fits(messages: list[Message], content_type_gaps: frozenset[str] = frozenset()) -> None:
-    """Every message: payload valid for its topic's channel, content type and retain right."""
+def fits(
+    messages: list[Message],
+    content_type_gaps: frozenset[str] = frozenset(),
+    replies: Replies = MappingProxyType({}),
+) -> None:
+    """Every message: payload valid for its topic's channel, content type and retain right.
+
+    Binary messages are told apart by their content type (a channel has at most one
+    message per content type); a channel in ``content_type_gaps`` may omit it, and its
+    payload is then taken as JSON. ``replies`` names the channel of each response topic.
+    """
     failures = []
     for m in messages:
-        channel, problems = schema_errors(m.topic, m.json())
-        if m.content_type != channel.content_type and channel.name not in content_type_gaps:
-            problems.append(f"content type {m.content_type!r}, not {channel.content_type!r}")
+        channel = channel_of(m.topic, replies)
+        kind = channel.messages.get(m.content_type or "")
+        problems = []
+        if kind is None:
+            if channel.name not in content_type_gaps or JSON not in channel.messages:
+                expected = sorted(channel.messages)
+                problems.append(f"content type {m.content_type!r}, not one of {expected}")
+            kind = channel.messages.get(JSON)
+        shown = f"{len(m.payload)} bytes"
+        if kind is not None and kind.payload is None:
+            problems += binary_errors(kind, m.payload)
+        elif kind is not None:
+            problems += schema_errors(m.topic, m.json(), replies)[1]
+            shown = m.payload.decode()
         if m.retain and not channel.retain:
             problems.append("retained, but the channel is not")
-        failures += [f"{m.topic}: {p}\n    payload {m.payload.decode()}" for p in problems]
+        failures += [f"{m.topic}: {p}\n    payload {shown}" for p in problems]
     assert not failures, "\n".join(failures)
+
+
+def reply_errors(parts: list[mqtt.MQTTMessage], correlation: bytes, channel: str) -> list[str]:
+    """Every way a command's reply parts, with their MQTT 5 properties, break the contract."""
+    problems = []
+    lasts = []
+    for number, part in enumerate(parts):
+        props = part.properties
+        content_type = getattr(props, "ContentType", None)
+        headers = dict(getattr(props, "UserProperty", []))
+        lasts.append(headers.get("last"))
+        kind = channel_of(part.topic, {part.topic: channel}).messages.get(content_type or "")
+        found: list[str] = []
+        if kind is None:
+            found.append(f"content type {content_type!r} is not a reply's")
+        elif kind.payload is None:
+            found += binary_errors(kind, bytes(part.payload))
+        else:
+            found += payload_errors(kind.payload, json.loads(part.payload))
+        if kind is not None and kind.headers is not None:
+            found += [f"user properties {p}" for p in payload_errors(kind.headers, headers)]
+        if headers.get("part") != str(number):
+            found.append(f"part {headers.get('part')!r}, sent as number {number}")
+        if getattr(props, "CorrelationData", None) != correlation:
+            found.append("correlation data not echoed")
+        problems += [f"reply part {number}: {p}" for p in found]
+    if lasts != ["false"] * (len(parts) - 1) + ["true"]:
+        problems.append(f"only the final part may be last: {lasts}")
+    return problems
 
 
 def states(central: Central, topic: str) -> list[str]:
@@ -395,8 +573,200 @@ async def test_status_messages_carry_the_json_content_type(
     [
         (f"{ROOT}/status", {"schema": "status/1", "state": "away", "ts": "x"}),
         (f"{ROOT}/event/weighing", {"schema": "weighing/1"}),
+        (f"{ROOT}/cmd/xray_original", {"sha256": "0" * 64, "scan_id": "S1"}),  # not both
+        (f"{ROOT}/cmd/xray_original", {"scan_id": "S1", "chunk_bytes": 512}),
+        (f"{ROOT}/cmd/xray_original", {"device": "xray-1"}),  # neither
+        ("central/replies/1", {"status": "ok", "name": "a.tif", "bytes": 1}),  # no sha256
     ],
 )
 def test_the_schemas_do_reject(topic: str, payload: dict[str, Any]) -> None:
-    _, problems = schema_errors(topic, payload)
+    _, problems = schema_errors(topic, payload, {"central/replies/1": "xrayOriginalReply"})
     assert problems
+
+
+# -- seals, e-locks, X-ray scans, media and a command ------------------------------------
+
+REPLY_TOPIC = "central/replies/1"
+"""Where :func:`tests.broker.mqtt_request` asks for its replies."""
+
+
+XRAY_SETTLE_S = 0.4
+
+SEAL_AND_SCAN_CHANNELS = {
+    "sealAlarm",
+    "sealEvent",
+    "sealReading",
+    "positionReading",
+    "xrayScan",
+    "xrayError",
+    "media",
+    "xrayOriginalRequest",
+    "xrayOriginalReply",
+}
+
+
+def seal_and_scan_devices(
+    tmp_path: Path, reader_link: Path, jt808_port: int
+) -> list[dict[str, Any]]:
+    """A gate reader on a pty, a JT/T 808 platform and an X-ray drop folder, all on one gateway."""
+    (tmp_path / "drop").mkdir()
+    return [
+        {"id": "seal-gate-1", "driver": "eseal.reader", "port": str(reader_link),
+         "poll_interval_s": 0.5, "silence_timeout_s": 0},
+        {"id": "elock-gw", "driver": "eseal.jt808", "listen_host": "127.0.0.1",
+         "listen_port": jt808_port, "seal_interval_s": 0},
+        {"id": "xray-1", "driver": "xray.folder", "path": tmp_path / "drop",
+         "manifest": tmp_path / "data" / "xray-1.jsonl", "settle_s": XRAY_SETTLE_S,
+         "orphan_after_s": 2.0, "poll_s": 0.1, "preview_height": 128},
+    ]  # fmt: skip
+
+
+def seen_everything(c: Central, reader: EsealSimulator, scans: XraySimulator) -> bool:
+    """Central has each kind of record the simulators' scenarios call for."""
+    alarms = c.records("event/seal_alarm")
+    alerts = [s for s in reader.sent if isinstance(s, SealAlert)]
+    failing = [s for s in scans.truth if s.expected is not Expected.COMPLETE]
+    complete = [s for s in scans.truth if s.expected is Expected.COMPLETE]
+    return (
+        len([a for a in alarms if a["data"]["source"] == "reader"]) >= sum(a.alarm for a in alerts)
+        and any(a["data"]["source"] == "jt808" for a in alarms)
+        and len(c.records("event/seal")) >= sum(not a.alarm for a in alerts)
+        and {r["data"]["in_range"] for r in c.records("seal-gate-1/seal")} == {True, False}
+        and len(c.records("elock-gw/position")) >= 3
+        and len(c.records("event/xray_scan")) >= len(complete)
+        and len(c.records("event/xray_error")) >= len(failing)
+    )
+
+
+async def test_seals_elocks_scans_media_and_originals_fit_the_document(
+    tmp_path: Path, broker: Mosquitto, central: Central
+) -> None:
+    link = tmp_path / "seal-gate-1"
+    jt808_port = free_port()
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        config_text(
+            tmp_path / "data", broker.port, seal_and_scan_devices(tmp_path, link, jt808_port)
+        )
+    )
+    gateway = GatewayProcess(config, tmp_path)
+    reader = EsealSimulator(
+        protocol="reader", link=link, events=40, faults=sorted(PROTOCOL_FAULTS["reader"]),
+        seed=7, speed=8, fault_rates={"out_of_order": 0.5},
+    )  # fmt: skip
+    elock = EsealSimulator(
+        protocol="jt808", tcp_port=jt808_port, events=20, faults=sorted(PROTOCOL_FAULTS["jt808"]),
+        seed=9, speed=8, register=True,
+    )  # fmt: skip
+    faults = [f for f in FAULTS if f != "done_marker"]
+    scans = XraySimulator(
+        dir=tmp_path / "drop", scans=len(faults) + 2, faults=faults, seed=42, interval_s=0.05,
+        settle_s=XRAY_SETTLE_S, chunk_bytes=16 * 1024, chunk_interval_s=0.002, size=(320, 160),
+    )  # fmt: skip
+    try:
+        async with reader:  # the pty exists before the gateway opens it
+            await gateway.start()
+            async with elock, scans:  # the e-lock dials the running gateway
+                await asyncio.wait_for(
+                    asyncio.gather(reader.finished.wait(), elock.finished.wait(),
+                                   scans.finished.wait()), 30,
+                )  # fmt: skip
+            await central.wait_for(lambda c: seen_everything(c, reader, scans), 30)
+        wanted = central.records("event/xray_scan")[0]["data"]["image"]
+        command = f"{ROOT}/cmd/xray_original"
+        request = {"sha256": wanted["sha256"], "chunk_bytes": 4096}
+        sent = await mqtt_request(broker.port, command, request)
+        refused = await mqtt_request(broker.port, command, {"sha256": "0" * 64})
+        assert await gateway.stop(signal.SIGTERM) == 0
+    finally:
+        await gateway.ensure_stopped()
+    devices = ("seal-gate-1", "elock-gw", "xray-1")
+    await central.wait_for(
+        lambda c: (
+            states(c, f"{ROOT}/status")[-1:] == ["offline"]
+            and all(states(c, f"{ROOT}/device/{d}/state")[-1:] == ["stopped"] for d in devices)
+        ),
+        5,
+    )
+
+    messages = central.snapshot()
+    replies = {REPLY_TOPIC: "xrayOriginalReply"}
+    fits(messages, CONTENT_TYPE_GAPS, replies)
+    seen = {channel_of(m.topic, replies).name for m in messages}
+    assert not SEAL_AND_SCAN_CHANNELS - seen, f"never seen: {SEAL_AND_SCAN_CHANNELS - seen}"
+    # Both alarm sources, and a reader's own alert, were really exercised.
+    alarms = central.records("event/seal_alarm")
+    assert {a["data"]["source"] for a in alarms} == {"reader", "jt808"}
+    assert any("sequence" in a["data"] for a in alarms), "a reader's own alert"
+    # Media: the bytes of each preview arrived on the topic its record names.
+    media = {m.topic.rsplit("/", 1)[1]: m.payload for m in messages if "/media/" in m.topic}
+    for record in central.records("event/xray_scan"):
+        preview = record["data"]["preview"]
+        body = media[preview["media_id"]]
+        assert hashlib.sha256(body).hexdigest() == preview["sha256"]
+        assert len(body) == preview["bytes"]
+    # The command: chunks then the result, or a single error, as documented.
+    problems = reply_errors(sent, b"req-42", "xrayOriginalReply")
+    problems += reply_errors(refused, b"req-42", "xrayOriginalReply")
+    assert not problems, "\n".join(problems)
+    assert [getattr(p.properties, "ContentType", None) for p in sent[-2:]] == [OCTETS, JSON]
+    assert json.loads(sent[-1].payload)["sha256"] == wanted["sha256"]
+    assert len(refused) == 1 and json.loads(refused[0].payload)["status"] == "error"
+
+
+def test_seal_and_scan_records_the_simulators_rarely_make_fit_the_document() -> None:
+    """Shapes the seeded scenarios above need not produce: alarms without a device time,
+    a tamper seen only in a plain read, a scan whose sidecar left everything optional out."""
+    t0 = Stamp.now()
+    sealed_at = datetime(2025, 3, 14, 9, 0, tzinfo=UTC)
+    seals = SealProcessor("seal-gate-1", interval_s=60)
+    elocks = SealProcessor("elock-gw", interval_s=60)
+    jpeg = cv2.imencode(".jpg", np.zeros((16, 24), np.uint8))[1].tobytes()
+    drafts = [
+        *seals.feed(SealRead(at=t0, seal_id="HG0012ABCD", opened=False, tampered=True,
+                             battery_pct=None, seal_time=sealed_at, reader=2)),
+        *seals.feed(SealAlert(at=t0, seal_id="HG0012ABCD", event="closed", opened=False,
+                              tampered=True, event_time=sealed_at, sequence=255, reader=2)),
+        *seals.feed(SealRead(at=t0, seal_id="HG0099BEEF", opened=True, tampered=False,
+                             battery_pct=100, seal_time=sealed_at, reader=2, reader_status=7)),
+        *elocks.feed(PositionReported(at=t0, terminal="000000000001", serial=65535, lat=0.0,
+                                      lon=0.0, altitude_m=0, speed_kmh=0.0, heading_deg=0,
+                                      device_time=None, located=False,
+                                      flags=frozenset({"gnss_fault", "lock_cut", "emergency"}),
+                                      alarms=frozenset({"gnss_fault", "lock_cut", "emergency"}),
+                                      alarm_bits=0x20011, status_bits=0)),
+        *ScanProcessor("xray-1").feed(ScanCompleted(
+            at=t0, stem="s1", scan_id="S1", scanner_id=None, lane=None, scan_time=None,
+            operator=None, containers=(), image_name="s1.png", image_bytes=1, image_mtime_ns=0,
+            image_sha256="1" * 64, sidecar_name="s1.json", sidecar_sha256="2" * 64, width=24,
+            height=16, bit_depth=8, image_format="png", preview_jpeg=jpeg,
+            preview_sha256=hashlib.sha256(jpeg).hexdigest(), preview_width=24,
+            preview_height=16, duplicate_of="3" * 64, problems=("sidecar time missing",),
+        )),
+        *ScanProcessor("xray-1").feed(ScanFailed(at=t0, stem="s2", reason="bad_sidecar",
+                                                 message="s2.xml: not XML", image_name="s2.png",
+                                                 image_sha256="4" * 64, sidecar_name="s2.xml",
+                                                 sidecar_sha256="5" * 64)),
+    ]  # fmt: skip
+    site, gateway = ROOT.split("/")[1:]
+    failures, shapes = [], set()
+    for seq, draft in enumerate(drafts, start=1):
+        topic = f"{ROOT}/{draft.topic}"
+        if isinstance(draft, MediaDraft):
+            channel = channel_of(topic)
+            problems = binary_errors(channel.messages[draft.content_type], draft.body)
+        else:
+            body = envelope(draft, seq=seq, record_id=uuid7(), prev=GENESIS, site=site,
+                            gateway=gateway)  # fmt: skip
+            channel, problems = schema_errors(topic, json.loads(body))
+            shapes.add((channel.name, draft.data.get("event"), draft.data.get("event_time")))
+        failures += [f"{draft.topic}: {p}" for p in problems]
+    assert not failures, "\n".join(failures)
+    assert {
+        ("sealAlarm", "tampered", None),  # from a plain read: no event time
+        ("sealAlarm", "opened_without_approval", None),
+        ("sealAlarm", "closed", rfc3339(sealed_at)),  # any event of a tampered seal
+        ("sealAlarm", "gps_lost", None),  # the e-lock sent no time
+        ("sealAlarm", "emergency", None),
+        ("positionReading", None, None),
+    } <= shapes
