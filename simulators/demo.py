@@ -54,10 +54,18 @@ XRAY_INTERVAL_S = 20.0
 XRAY_FAULTS = ("bad_check_digit", "non_ascii", "corrupt")
 XRAY_SIZE = (1024, 512)
 CAMERA_FPS = 5.0
+OCR_REGIONS = (
+    # Where the simulated lane's trucks stop (main stream 1280x720, fractions of it): the
+    # side of one 40-foot or two 20-foot containers, the cab's plate, the trailer's plate.
+    ("containers", "container", (0.0313, 0.3958, 0.6875, 0.2292)),
+    ("cab-plate", "plate", (0.7266, 0.6111, 0.1875, 0.1806)),
+    ("trailer-plate", "plate", (0.0234, 0.7014, 0.1797, 0.1667)),
+)
 TRUCK_EVERY_S = 45.0
 FIRST_TRUCK_S = 5.0
 """Not compressed by ``--speed``: the gateway needs its few seconds to start first."""
 DWELL_S = 10.0
+"""Not compressed either: a stopped truck is read once the background has absorbed it."""
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
@@ -138,7 +146,16 @@ def write_config(workdir: Path, ports: Ports) -> Path:
         snapshot_url=f"{camera}/main.mjpg",
         analyse_fps=CAMERA_FPS,
         still_interval_s=30.0,
+        end_quiet_s=1.0,
+        ocr_interval_s=0.4,
     )
+    for name, kind, box in OCR_REGIONS:
+        lines += [
+            "[[devices.ocr_regions]]",
+            f'name = "{name}"',
+            f'kind = "{kind}"',
+            f"box = {list(box)}",
+        ]
     path = workdir / "gateway.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -195,9 +212,12 @@ async def _devices_before_gateway(
             serve="mjpeg",
             port=ports.camera,
             fps=CAMERA_FPS,
-            truck_every_s=TRUCK_EVERY_S / speed,
+            # A stopped truck stays "motion" until the background absorbs it (~4 s), and
+            # its codes are read after that: its stop at the gate is not sped up.
+            truck_every_s=max(TRUCK_EVERY_S / speed, 2 * DWELL_S),
             first_truck_s=FIRST_TRUCK_S,
-            dwell_s=DWELL_S / speed,
+            dwell_s=DWELL_S,
+            truth_path=workdir / "camera-truth.json",  # what the trucks carry, to check OCR
         )
     )
 

@@ -4,6 +4,7 @@ stops it all cleanly."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 import socket
@@ -33,6 +34,8 @@ def wanted(text: str) -> dict[str, bool]:
         "a camera still or motion": bool(
             re.search(r"reading  cam-lane-1: still \d+x\d+|motion   cam-lane-1: start", text)
         ),
+        "a container code read by OCR": "OCR      cam-lane-1: container " in text,
+        "a plate read by OCR": "OCR      cam-lane-1: plate " in text,
     }
 
 
@@ -71,6 +74,16 @@ async def test_demo_checkpoint_shows_every_device_family_at_central(tmp_path: Pa
     assert "gateway demo-port/gate-1 is online" in text
     assert "gateway demo-port/gate-1 is offline" in text
     assert "demo stopped." in text
+
+    # The trucks were read correctly: every code and plate published as verified is one
+    # the camera simulator painted.
+    truth = json.loads((workdir / "camera-truth.json").read_text())
+    codes = {c["code"] for t in truth["trucks"] for c in t["containers"]}
+    plates = {t[k]["text"] for t in truth["trucks"] for k in ("plate", "trailer_plate")}
+    read = re.findall(r"OCR      cam-lane-1: (container|plate) (\S+) verified", text)
+    assert read, text
+    for kind, value in read:
+        assert value in (codes if kind == "container" else plates), (kind, value, truth)
 
     # Nothing left behind: the ptys' links are gone and no port is still served.
     assert not [p.name for p in workdir.iterdir() if p.is_symlink()]
