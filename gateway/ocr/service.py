@@ -12,6 +12,10 @@ the readings of each region are voted on and published:
   owner prefix; characters are never changed to make a check digit pass. A plate is
   ``verified`` when it has the shape of a Vietnamese or Chinese plate.
 
+A motion-triggered passage where a region showed no text at all (the lane after the
+truck left) publishes nothing for that region; one asked for by a scale or the centre
+publishes ``text: null`` so the request has an answer.
+
 Triggers besides motion: a vehicle driving onto a scale named in a camera's
 ``ocr_on_weighing`` (seen in the scale's weight telemetry), and ``cmd/ocr`` from the
 centre.
@@ -90,6 +94,7 @@ class OcrService:
         self._tasks: set[asyncio.Task[None]] = set()
         self.passages_total = 0
         self.crops_total = 0
+        self.empty_total = 0
 
     async def start(self) -> None:
         """Start the worker process and wait for its engine to warm up."""
@@ -108,6 +113,7 @@ class OcrService:
         return {
             "passages": self.passages_total,
             "crops": self.crops_total,
+            "empty_regions": self.empty_total,
             "dropped": self._reader.dropped,
             "in_progress": len(self._passages),
         }
@@ -155,6 +161,11 @@ class OcrService:
 
     def _decide(self, passage: _Passage, name: str, region: _Region) -> list[Outgoing]:
         device = passage.device
+        if passage.trigger == "motion" and all(_confidence(r) < 0 for r in region.readings):
+            # No text at all, e.g. the lane after a truck left: nothing to report. Asked
+            # by a scale or the centre, "nothing read" is an answer and is published.
+            self.empty_total += 1
+            return []
         passage_data: dict[str, Any] = {
             "camera": device,
             "region": name,
