@@ -8,12 +8,13 @@ import hashlib
 import json
 import re
 import signal
-from collections.abc import Iterator, Mapping
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -25,17 +26,40 @@ from jsonschema.exceptions import best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from drivers.base import DriverCounters
+from drivers.camera.readings import (
+    CameraStats,
+    CropsCaptured,
+    MotionObserved,
+    RegionCrop,
+    StillCaptured,
+)
+from drivers.camera.snapshot import encode_snapshot
 from drivers.eseal.jt808 import PositionReported
 from drivers.eseal.reader_codec import SealAlert, SealRead
 from drivers.xray.scan import ScanCompleted, ScanFailed
+from gateway.cameras import CameraProcessor
 from gateway.commands import OCTETS
+from gateway.health import DeviceHealth
+from gateway.ocr.container import ContainerCode, ContainerReading
+from gateway.ocr.plate import parse_plate
+from gateway.ocr.service import OcrService, _Passage, _Region
 from gateway.outbox import EVICTION_TOPIC, Outbox
 from gateway.readings import Stamp, WeightMeasured
-from gateway.records import GENESIS, MediaDraft, Priority, envelope, rfc3339, uuid7
+from gateway.records import (
+    GENESIS,
+    MediaDraft,
+    Outgoing,
+    Priority,
+    envelope,
+    rfc3339,
+    uuid7,
+)
 from gateway.scans import ScanProcessor
 from gateway.seals import SealProcessor
 from gateway.uplink import Uplink
 from gateway.weighing import WeighingProcessor, WeighingSettings
+from simulators.camera.simulator import CameraSimulator
 from simulators.eseal import PROTOCOL_FAULTS, EsealSimulator
 from simulators.modbus import ModbusSimulator
 from simulators.scale import ScaleSimulator
@@ -43,7 +67,9 @@ from simulators.xray import FAULTS, Expected, XraySimulator
 from tests.broker import Central, Message, Mosquitto, free_port, mqtt_request
 from tests.helpers import config_text, make_config
 from tests.process import GatewayProcess
+from tests.test_camera_gateway import camera
 from tests.test_daemon import ROOT
+from tests.test_ocr_gateway import region
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "asyncapi.yaml"
 DOC_URI = DOC_PATH.as_uri()
@@ -389,6 +415,23 @@ def states(central: Central, topic: str) -> list[str]:
     return [b["state"] if topic.endswith("/status") else b["data"]["state"] for b in bodies]
 
 
+async def after_shutdown(
+    central: Central, devices: tuple[str, ...], replies: Replies = MappingProxyType({})
+) -> tuple[list[Message], set[str]]:
+    """Once central has the final ``offline`` and each device's ``stopped``: everything it
+    received, checked with :func:`fits`, and the names of the channels it came on."""
+    await central.wait_for(
+        lambda c: (
+            states(c, f"{ROOT}/status")[-1:] == ["offline"]
+            and all(states(c, f"{ROOT}/device/{d}/state")[-1:] == ["stopped"] for d in devices)
+        ),
+        5,
+    )
+    messages = central.snapshot()
+    fits(messages, CONTENT_TYPE_GAPS, replies)
+    return messages, {channel_of(m.topic, replies).name for m in messages}
+
+
 async def test_what_the_daemon_publishes_fits_the_document(
     tmp_path: Path, broker: Mosquitto, central: Central
 ) -> None:
@@ -412,16 +455,7 @@ async def test_what_the_daemon_publishes_fits_the_document(
     finally:
         await gateway.ensure_stopped()
 
-    await central.wait_for(
-        lambda c: (
-            states(c, f"{ROOT}/status")[-1:] == ["offline"]
-            and states(c, f"{ROOT}/device/scale-1/state")[-1:] == ["stopped"]
-        ),
-        5,
-    )
-    messages = central.snapshot()
-    fits(messages, CONTENT_TYPE_GAPS)
-    seen = {schema_errors(m.topic, m.json())[0].name for m in messages}
+    _, seen = await after_shutdown(central, ("scale-1",))
     assert {"status", "deviceState", "weightReading", "weighingEvent"} <= seen
     assert {"online", "offline"} <= set(states(central, f"{ROOT}/status"))
 
@@ -496,16 +530,7 @@ async def test_what_a_modbus_device_publishes_fits_the_document(
     finally:
         await gateway.ensure_stopped()
 
-    await central.wait_for(
-        lambda c: (
-            states(c, f"{ROOT}/status")[-1:] == ["offline"]
-            and states(c, state_topic)[-1:] == ["stopped"]
-        ),
-        5,
-    )
-    messages = central.snapshot()
-    fits(messages, CONTENT_TYPE_GAPS)
-    seen = {schema_errors(m.topic, m.json())[0].name for m in messages}
+    _, seen = await after_shutdown(central, ("io-1",))
     assert {"status", "deviceState", "pointsReading"} <= seen
     # What the test means to cover really was published: values of every type, a
     # named bit, a per-point error; a points summary and Modbus counters in the state.
@@ -577,11 +602,34 @@ async def test_status_messages_carry_the_json_content_type(
         (f"{ROOT}/cmd/xray_original", {"scan_id": "S1", "chunk_bytes": 512}),
         (f"{ROOT}/cmd/xray_original", {"device": "xray-1"}),  # neither
         ("central/replies/1", {"status": "ok", "name": "a.tif", "bytes": 1}),  # no sha256
+        (f"{ROOT}/cmd/ocr", {}),
+        (f"{ROOT}/cmd/ocr", {"camera": "cam-lane", "region": "door"}),
     ],
 )
 def test_the_schemas_do_reject(topic: str, payload: dict[str, Any]) -> None:
     _, problems = schema_errors(topic, payload, {"central/replies/1": "xrayOriginalReply"})
     assert problems
+
+
+def fit_drafts(drafts: Sequence[Outgoing]) -> list[tuple[str, dict[str, Any]]]:
+    """Processor output as the outbox would publish it, checked against the document:
+    records enveloped and validated, media by their bytes. Returns each record's channel
+    name and ``data``, for the test to say which shapes it meant to cover."""
+    site, gateway = ROOT.split("/")[1:]
+    failures, records = [], []
+    for seq, draft in enumerate(drafts, start=1):
+        topic = f"{ROOT}/{draft.topic}"
+        if isinstance(draft, MediaDraft):
+            channel = channel_of(topic)
+            problems = binary_errors(channel.messages[draft.content_type], draft.body)
+        else:
+            body = envelope(draft, seq=seq, record_id=uuid7(), prev=GENESIS, site=site,
+                            gateway=gateway)  # fmt: skip
+            channel, problems = schema_errors(topic, json.loads(body))
+            records.append((channel.name, draft.data))
+        failures += [f"{draft.topic}: {p}" for p in problems]
+    assert not failures, "\n".join(failures)
+    return records
 
 
 # -- seals, e-locks, X-ray scans, media and a command ------------------------------------
@@ -681,18 +729,7 @@ async def test_seals_elocks_scans_media_and_originals_fit_the_document(
     finally:
         await gateway.ensure_stopped()
     devices = ("seal-gate-1", "elock-gw", "xray-1")
-    await central.wait_for(
-        lambda c: (
-            states(c, f"{ROOT}/status")[-1:] == ["offline"]
-            and all(states(c, f"{ROOT}/device/{d}/state")[-1:] == ["stopped"] for d in devices)
-        ),
-        5,
-    )
-
-    messages = central.snapshot()
-    replies = {REPLY_TOPIC: "xrayOriginalReply"}
-    fits(messages, CONTENT_TYPE_GAPS, replies)
-    seen = {channel_of(m.topic, replies).name for m in messages}
+    messages, seen = await after_shutdown(central, devices, {REPLY_TOPIC: "xrayOriginalReply"})
     assert not SEAL_AND_SCAN_CHANNELS - seen, f"never seen: {SEAL_AND_SCAN_CHANNELS - seen}"
     # Both alarm sources, and a reader's own alert, were really exercised.
     alarms = central.records("event/seal_alarm")
@@ -748,20 +785,7 @@ def test_seal_and_scan_records_the_simulators_rarely_make_fit_the_document() -> 
                                                  image_sha256="4" * 64, sidecar_name="s2.xml",
                                                  sidecar_sha256="5" * 64)),
     ]  # fmt: skip
-    site, gateway = ROOT.split("/")[1:]
-    failures, shapes = [], set()
-    for seq, draft in enumerate(drafts, start=1):
-        topic = f"{ROOT}/{draft.topic}"
-        if isinstance(draft, MediaDraft):
-            channel = channel_of(topic)
-            problems = binary_errors(channel.messages[draft.content_type], draft.body)
-        else:
-            body = envelope(draft, seq=seq, record_id=uuid7(), prev=GENESIS, site=site,
-                            gateway=gateway)  # fmt: skip
-            channel, problems = schema_errors(topic, json.loads(body))
-            shapes.add((channel.name, draft.data.get("event"), draft.data.get("event_time")))
-        failures += [f"{draft.topic}: {p}" for p in problems]
-    assert not failures, "\n".join(failures)
+    shapes = {(name, d.get("event"), d.get("event_time")) for name, d in fit_drafts(drafts)}
     assert {
         ("sealAlarm", "tampered", None),  # from a plain read: no event time
         ("sealAlarm", "opened_without_approval", None),
@@ -770,3 +794,213 @@ def test_seal_and_scan_records_the_simulators_rarely_make_fit_the_document() -> 
         ("sealAlarm", "emergency", None),
         ("positionReading", None, None),
     } <= shapes
+
+
+# -- cameras, OCR and cmd/ocr ----------------------------------------------------------
+
+CAMERA_AND_OCR_CHANNELS = {
+    "deviceState",
+    "motionEvent",
+    "stillReading",
+    "ocrEvent",
+    "media",
+    "ocrRequest",
+    "ocrReply",
+}
+
+
+def ocr_kinds(c: Central, trigger: str) -> set[str]:
+    """The kinds of ``event/ocr`` results central has for passages of ``trigger``."""
+    return {r["data"]["kind"] for r in c.records("event/ocr") if r["data"]["trigger"] == trigger}
+
+
+def media_refs(central: Central) -> dict[str, dict[str, Any]]:
+    """media_id -> what the record that published it says about it (its ``data`` part)."""
+    refs: dict[str, dict[str, Any]] = {}
+    for record in central.records("event/motion") + central.records("/still"):
+        if record["data"]["snapshot"] is not None:
+            refs[record["data"]["snapshot"]["media_id"]] = record["data"]["snapshot"]
+    for record in central.records("event/ocr"):
+        if "media_id" in record["data"]:
+            refs[record["data"]["media_id"]] = record["data"]
+    return refs
+
+
+def camera_seen_everything(c: Central) -> bool:
+    """A motion event ended with its snapshot delivered, stills came, both kinds were read."""
+    ends = [r["data"] for r in c.records("event/motion") if r["data"]["type"] == "end"]
+    topics = {m.topic for m in c.snapshot()}
+    return (
+        any(e["snapshot"] and f"{ROOT}/media/{e['snapshot']['media_id']}" in topics for e in ends)
+        and len(c.records("reading/cam-lane/still")) >= 2
+        and ocr_kinds(c, "motion") == {"container", "plate"}
+    )
+
+
+async def test_cameras_ocr_and_ocr_commands_fit_the_document(
+    tmp_path: Path, broker: Mosquitto, central: Central
+) -> None:
+    """One lane camera with a container and a plate region: a truck drives in and stops."""
+    sim = CameraSimulator(serve="mjpeg", seed=5, fps=5.0, first_truck_s=1.0, dwell_s=10.0,
+                          truck_every_s=3600)  # fmt: skip
+    first = sim.scene.plan.get(0)
+    assert first is not None
+    truck: Any = sim.scene.truck_truth(first)
+    config = tmp_path / "gateway.toml"
+    gateway = GatewayProcess(config, tmp_path)
+    async with sim:
+        device = camera("cam-lane", sim, snapshot_on_start=True, still_interval_s=0.5,
+                        stats_interval_s=0.5, ocr_frames=3, ocr_interval_s=0.4)  # fmt: skip
+        regions = region("door", "container", truck["containers"][0]["bbox"], 24)
+        regions += region("cab-plate", "plate", truck["plate"]["bbox"], 12)
+        config.write_text(config_text(tmp_path / "data", broker.port, [device]) + regions)
+        try:
+            await gateway.start(timeout_s=60)  # the OCR worker loads its models first
+            await central.wait_for(camera_seen_everything, 40)
+            command = f"{ROOT}/cmd/ocr"
+            taken = await mqtt_request(broker.port, command, {"camera": "cam-lane"})
+            refused = await mqtt_request(broker.port, command, {"camera": "cam-gone"})
+            await central.wait_for(lambda c: bool(ocr_kinds(c, "command")), 30)
+            assert await gateway.stop(signal.SIGTERM) == 0
+        finally:
+            await gateway.ensure_stopped()
+    messages, seen = await after_shutdown(central, ("cam-lane",), {REPLY_TOPIC: "ocrReply"})
+    assert not CAMERA_AND_OCR_CHANNELS - seen, f"never seen: {CAMERA_AND_OCR_CHANNELS - seen}"
+    # What JSON Schema cannot say: each record's camera is its device, and every JPEG
+    # on the media topic is the one a record names, byte for byte.
+    camera_records = [*central.records("event/motion"), *central.records("event/ocr"),
+                      *central.records("/still")]  # fmt: skip
+    assert {(r["device"], r["data"]["camera"]) for r in camera_records} == {("cam-lane",) * 2}
+    media = {m.topic.rsplit("/", 1)[1]: m.payload for m in messages if "/media/" in m.topic}
+    refs = media_refs(central)
+    assert set(media) == set(refs), "every image is named by one record, and arrived"
+    for media_id, ref in refs.items():
+        assert hashlib.sha256(media[media_id]).hexdigest() == ref["sha256"]
+        assert len(media[media_id]) == ref.get("bytes", len(media[media_id]))
+    assert any(d["snapshot"] for d in (r["data"] for r in central.records("event/motion"))
+               if d["type"] == "start"), "snapshot_on_start"  # fmt: skip
+    counters = central.records("device/cam-lane/state")[-1]["data"]["counters"]
+    assert {"frames_in", "frames_analysed", "fps_in"} <= set(counters)
+    # The command: one JSON part either way, as documented.
+    problems = reply_errors(taken, b"req-42", "ocrReply")
+    problems += reply_errors(refused, b"req-42", "ocrReply")
+    assert not problems, "\n".join(problems)
+    assert json.loads(taken[0].payload) == {
+        "status": "ok", "camera": "cam-lane", "results_on": "event/ocr"
+    }  # fmt: skip
+    assert len(refused) == 1 and json.loads(refused[0].payload)["status"] == "error"
+
+
+def crop(kind: Literal["container", "plate"], name: str) -> RegionCrop:
+    """A grey crop of region ``name``: the pixels are never read here, only published."""
+    image = np.full((40, 120, 3), 128, np.uint8)
+    return RegionCrop(region=name, kind=kind, image=image, jpeg=encode_snapshot(image, 40, 70))
+
+
+def test_camera_and_ocr_records_the_simulator_rarely_makes_fit_the_document() -> None:
+    """Shapes a clean simulated lane need not produce: a motion update without a snapshot,
+    a container region where no code (or no check digit) was read, a plate region with
+    no reading of a plate's shape, a region whose every crop was lost, and the device
+    state of a camera after each kind of reading."""
+    t0 = Stamp.now()
+    picture = crop("plate", "wall").jpeg
+    cameras = CameraProcessor("cam-lane")
+    event = str(uuid.uuid4())
+    drafts: list[Outgoing] = [
+        *cameras.feed(MotionObserved(at=t0, phase="update", event_id=event, boxes=(),
+                                     score=0.0, snapshot=None, started_at=t0, frames=0)),
+        *cameras.feed(MotionObserved(at=t0, phase="end", event_id=event,
+                                     boxes=((0.0, 0.0, 1.0, 1.0),), score=1.0,
+                                     snapshot=None, started_at=t0, frames=7)),
+        *cameras.feed(StillCaptured(at=t0, snapshot=picture)),
+    ]  # fmt: skip
+    unchecked = ContainerCode(
+        code="MSKU123456?",
+        raw="MSKU123456",
+        confidence=0.61,
+        check_digit_ok=False,
+        owner_known=True,
+        verified=False,
+    )
+    unknown = ContainerCode(code="QQQU1234561", raw="QQQU1234561", confidence=0.9,
+                            check_digit_ok=False, owner_known=False, verified=False,
+                            size_type="22G1")  # fmt: skip
+    nothing = ContainerReading(codes=(), lines=())
+    readings: dict[str, tuple[Literal["container", "plate"], list[Any]]] = {
+        "door-blank": ("container", [nothing, None, nothing]),
+        "door-no-digit": ("container", [ContainerReading(codes=(unchecked,), lines=()), None]),
+        "door-two": ("container", [ContainerReading(codes=(unchecked, unknown), lines=())]),
+        "plate-mud": ("plate", [parse_plate(["XX"], 0.3), None, parse_plate(["7 7"], 0.2)]),
+        "plate-lost": ("plate", []),
+        "door-lost": ("container", []),
+    }
+    service = OcrService(emit=lambda drafts: asyncio.sleep(0))  # never started: no worker
+    passage = _Passage("cam-lane", str(uuid.uuid4()), "weighing:scale-1", 3, started=t0)
+    for name, (kind, found) in readings.items():
+        region_ = _Region(kind)
+        for reading in found:
+            region_.add(reading, crop(kind, name))
+        drafts += service._decide(passage, name, region_)
+    health = DeviceHealth(device="cam-lane", driver="camera.opencv")
+    stats = CameraStats(at=t0, width=0, height=0, codec="", fps_in=0.0, fps_analysed=0.0,
+                        frames_in=0, frames_analysed=0, frames_dropped=0, reconnects=0,
+                        recalibrations=0)  # fmt: skip
+    burst = CropsCaptured(at=t0, passage_id=passage.passage_id, trigger="command", frame=1,
+                          frames=3, crops=(crop("plate", "cab-plate"),))  # fmt: skip
+    motion = MotionObserved(at=t0, phase="start", event_id=event, boxes=((0.1, 0.2, 0.3, 0.4),),
+                            score=0.25, snapshot=picture, started_at=t0, frames=1)  # fmt: skip
+    for reading in (stats, burst, motion, StillCaptured(at=t0, snapshot=picture)):
+        health.last_reading, health.last_reading_at = reading.summary(), t0.utc
+        health.counters = DriverCounters(
+            readings=1, extra={"frames_in": 0, "fps_in": 0, "reconnects": 2}
+        ).as_dict()
+        drafts.append(health.draft())
+
+    shapes = {
+        (name, d.get("kind") or d.get("type"), d.get("text"), "media_id" in d)
+        for name, d in fit_drafts(drafts)
+    }
+    assert {
+        ("motionEvent", "update", None, False),
+        ("ocrEvent", "container", None, True),  # read, but no code in it
+        ("ocrEvent", "container", None, False),  # every crop lost
+        ("ocrEvent", "container", "MSKU123456?", True),  # no check digit read
+        ("ocrEvent", "plate", None, True),  # nothing with a plate's shape
+        ("ocrEvent", "plate", None, False),
+    } <= shapes
+
+
+DROP = object()
+"""In a change to an example: remove the key."""
+
+
+@pytest.mark.parametrize(
+    ("example", "change"),
+    [
+        ("containerVerified", {"country": "VN"}),  # a plate's field
+        ("containerVerified", {"text": "MSKU12345"}),
+        ("containerVerified", {"text": "msku1234565"}),
+        ("containerVerified", {"check_digit_ok": DROP}),
+        ("containerVerified", {"size_type": "45X1"}),
+        ("nothingRead", {"votes": 0}),  # nothing read has no code fields
+        ("nothingRead", {"verified": True}),
+        ("plateVerified", {"votes": 3}),  # a container's field
+        ("plateVerified", {"colour": "purple"}),
+        ("plateVerified", {"text": None}),  # no plate read: no raw, country, ...
+        ("plateVerified", {"country": None}),
+        ("plateVerified", {"sha256": DROP}),  # the crop is named by both or neither
+        ("plateVerified", {"media_id": DROP}),
+        ("plateVerified", {"trigger": "scale"}),
+        ("plateVerified", {"kind": "barcode"}),
+    ],
+)
+def test_the_ocr_schema_keeps_containers_and_plates_apart(
+    example: str, change: dict[str, Any]
+) -> None:
+    payload = next(
+        e["payload"]
+        for e in document()["components"]["messages"]["ocr"]["examples"]
+        if e["name"] == example
+    )
+    data = {k: v for k, v in {**payload["data"], **change}.items() if v is not DROP}
+    assert schema_errors(f"{ROOT}/event/ocr", {**payload, "data": data})[1]

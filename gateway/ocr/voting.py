@@ -17,6 +17,7 @@ the default: at least as good, and it never assembles a code from pieces.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter, defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -158,4 +159,8 @@ def plate_passage(
     parsed = parse_plate(
         [rows] if rows is not None else [won.text], won.support / max(1, won.ballots)
     )
-    return parsed if parsed.valid else None
+    if not parsed.valid:
+        return None
+    # Re-parsing the voted text loses what was seen, not read: the plate's colour.
+    colour = next((r.colour for r in valid if r.key == won.text and r.colour), None)
+    return dataclasses.replace(parsed, colour=colour)
