@@ -48,9 +48,13 @@ def _fmt_reading(reading: dict[str, Any] | None) -> str:
         return "-"
     if "values" in reading:
         return " ".join(f"{k}={v}" for k, v in reading["values"].items())
-    stable = {True: "stable", False: "motion", None: ""}[reading.get("stable")]
-    rng = "" if reading.get("in_range", True) else " OUT OF RANGE"
-    return f"{reading.get('weight')} {reading.get('unit')} {stable}{rng}".strip()
+    if "weight" in reading:
+        stable = {True: "stable", False: "motion", None: ""}[reading.get("stable")]
+        rng = "" if reading.get("in_range", True) else " OUT OF RANGE"
+        return f"{reading.get('weight')} {reading.get('unit')} {stable}{rng}".strip()
+    # Seals, scans, cameras: their own few fields, as key=value.
+    shown = (f"{k}={v}" for k, v in reading.items() if v not in (None, [], {}))
+    return " ".join(shown)[:80] or "-"
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -191,6 +191,13 @@ class PositionReported(Reading):
         """At least one alarm flag is set: highest priority, never dropped."""
         return bool(self.alarms)
 
+    def summary(self) -> dict[str, object]:
+        return {
+            "terminal": self.terminal,
+            "locked": "locked" in self.flags,
+            "alarms": sorted(self.alarms),
+        }
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Jt808Message(Reading):

@@ -156,6 +156,14 @@ class SealRead(Reading):
     reader: int
     reader_status: int = 0
 
+    def summary(self) -> dict[str, object]:
+        return {
+            "seal": self.seal_id,
+            "state": "opened" if self.opened else "sealed",
+            "tampered": self.tampered,
+            "battery_pct": self.battery_pct,
+        }
+
     @property
     def sealed(self) -> bool:
         """ISO 18185 "sealed" (not opened). Says nothing about tampering: see :attr:`alarm`."""
@@ -202,6 +210,9 @@ class SealAlert(Reading):
         tampered = self.tampered or self.event == "wire_tampered"
         return tampered or (opened and not self.approved_open)
 
+    def summary(self) -> dict[str, object]:
+        return {"seal": self.seal_id, "alert": self.event, "alarm": self.alarm}
+
     @property
     def dedup_key(self) -> tuple[str, SealEvent, datetime]:
         """(seal id, event, time): HARDWARE.md's key for deduplicating alarms."""
@@ -214,6 +225,9 @@ class NoSealInRange(Reading):
 
     reader: int
     reader_status: int = 0
+
+    def summary(self) -> dict[str, object]:
+        return {"in_range": False}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
