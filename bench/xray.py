@@ -42,11 +42,12 @@ def main() -> int:
             preview = make_preview(read.data, height=args.preview_height, quality=70)
             done = time.perf_counter()
             assert preview is not None, f"{image_format} did not decode"
+            size = f"{preview.jpeg_width}x{preview.jpeg_height}"
             print(
                 f"{image_format:7s} {args.width}x{args.height}: {read.size / 1e6:6.1f} MB, "
                 f"read + SHA-256 {1000 * (hashed - start):5.0f} ms, "
                 f"decode + preview {1000 * (done - hashed):5.0f} ms, "
-                f"preview {preview.jpeg_width}x{preview.jpeg_height} {len(preview.jpeg) / 1e3:.0f} kB"
+                f"preview {size} {len(preview.jpeg) / 1e3:.0f} kB"
             )
     return 0
 
