@@ -228,9 +228,13 @@ class MotionDetector(Generic[T]):
 
     def _regions(self, small: Image, binary: MatLike, changed: float) -> _Found:
         rows, cols = small.shape
+        min_px = self.settings.min_area * rows * cols
+        if changed * self._allowed * _DILATE_KERNEL.size < min_px:
+            # Even dilated, these few pixels cannot make a region of min_area: the idle
+            # lane, most of an hour, costs no dilation and no contour search.
+            return _Found((), 0.0, 0.0)
         grown = cv2.dilate(binary, _DILATE_KERNEL)
         contours, _ = cv2.findContours(grown, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        min_px = self.settings.min_area * rows * cols
         rects = [cv2.boundingRect(c) for c in contours if cv2.contourArea(c) >= min_px]
         if not rects:
             return _Found((), 0.0, 0.0)
