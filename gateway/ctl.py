@@ -88,7 +88,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"device   {device_id:<12} {dev['state'].upper():<11} {dev['driver']:<14} "
             f"last {_fmt_reading(dev.get('last_reading'))}  "
             f"frames {counters.get('readings', 0)} ok / {counters.get('bad_frames', 0)} bad  "
-            f"restarts {dev['restarts_total']}"
+            f"restarts {dev['restarts_total']} ({dev.get('restarts_last_hour', 0)} last hour)"
         )
         if dev["state"] not in ("up",):
             problems += 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -38,6 +40,8 @@ class DeviceHealth:
     last_error: str | None = None
     errors_total: int = 0
     restarts_total: int = 0
+    restart_times: deque[float] = field(default_factory=deque, repr=False)
+    """Monotonic times of restarts in the last hour (a camera wall shows reconnects/hour)."""
     next_retry_s: float | None = None
     last_reading: dict[str, Any] | None = None
     last_reading_at: datetime | None = None
@@ -54,6 +58,18 @@ class DeviceHealth:
             self.errors_total += 1
         return changed
 
+    def restarted(self, now: float | None = None) -> None:
+        """Count a reopen of the device."""
+        self.restarts_total += 1
+        self.restart_times.append(time.monotonic() if now is None else now)
+
+    def restarts_last_hour(self, now: float | None = None) -> int:
+        """Reopens in the last 3600 s."""
+        cutoff = (time.monotonic() if now is None else now) - 3600.0
+        while self.restart_times and self.restart_times[0] < cutoff:
+            self.restart_times.popleft()
+        return len(self.restart_times)
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly view (used in the state record and ``gatewayctl status``)."""
         return {
@@ -63,6 +79,7 @@ class DeviceHealth:
             "last_error": self.last_error,
             "errors_total": self.errors_total,
             "restarts_total": self.restarts_total,
+            "restarts_last_hour": self.restarts_last_hour(),
             "next_retry_s": self.next_retry_s,
             "last_reading": self.last_reading,
             "last_reading_at": rfc3339(self.last_reading_at) if self.last_reading_at else None,

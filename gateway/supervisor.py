@@ -69,7 +69,7 @@ class DeviceSupervisor:
             delay = self.backoff.next_delay()
             self.health.next_retry_s = round(delay, 2)
             await asyncio.sleep(delay)
-            self.health.restarts_total += 1
+            self.health.restarted()
 
     async def _session(self) -> None:
         driver = self._driver_factory(self.config)
