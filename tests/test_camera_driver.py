@@ -158,16 +158,24 @@ async def test_snapshot_stream_supplies_the_pictures(clip: Path, tmp_path: Path)
 
 @contextlib.asynccontextmanager
 async def mjpeg_server(
-    frames_first_connection: int,
+    frames_first_connection: int, *, truck_after: int | None = None
 ) -> AsyncIterator[tuple[str, list[int]]]:
     """An MJPEG-over-HTTP camera on a free port that sends some frames, then stalls.
 
     ``/video`` streams ``frames_first_connection`` JPEGs on the first connection and
     then keeps the socket open silently (later connections get only silence);
     ``/secret`` answers 401 and anything else 404. Yields the base URL and the list of
-    connection counts (one entry per request to ``/video``).
+    connection counts (one entry per request to ``/video``). With ``truck_after``, a
+    truck drives in from that frame on and the stream freezes while it moves.
     """
-    jpeg = cv2.imencode(".jpg", lane(3))[1].tobytes()
+    background = lane(3)
+    still = cv2.imencode(".jpg", background)[1].tobytes()
+
+    def jpeg(n: int) -> bytes:
+        if truck_after is None or n < truck_after:
+            return still
+        return cv2.imencode(".jpg", truck(background, -70 + 8 * (n - truck_after)))[1].tobytes()
+
     stop = asyncio.Event()
     handlers: set[asyncio.Task[None]] = set()
     connections: list[int] = []
@@ -189,11 +197,12 @@ async def mjpeg_server(
                 b"HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace;boundary=frame\r\n\r\n"
             )
             count = frames_first_connection if len(connections) == 1 else 0
-            for _ in range(count):
+            for n in range(count):
+                picture = jpeg(n)
                 writer.write(
                     b"--frame\r\nContent-Type: image/jpeg\r\n"
-                    + f"Content-Length: {len(jpeg)}\r\n\r\n".encode()
-                    + jpeg
+                    + f"Content-Length: {len(picture)}\r\n\r\n".encode()
+                    + picture
                     + b"\r\n"
                 )
                 await writer.drain()
@@ -233,6 +242,21 @@ async def test_http_mjpeg_stream_then_stall_raises_timeout() -> None:
         # the read timed out after 1 s and the capture reopened the silent stream
         assert len(connections) >= 2
         assert driver.counters.extra["reconnects"] >= 1
+
+
+async def test_a_stall_in_the_middle_of_an_event_ends_it_with_its_best_frame() -> None:
+    async with mjpeg_server(frames_first_connection=30, truck_after=15) as (base, _):
+        driver = CameraDriver(config(f"{base}/video", stall_timeout_s=2, still_interval_s=0))
+        async with driver:
+            got: list[Reading] = []
+            with pytest.raises(DeviceStalledError):
+                async with asyncio.timeout(15):
+                    async for reading in driver.readings():
+                        got.append(reading)
+    motion = [r for r in got if isinstance(r, MotionObserved)]
+    assert motion[0].phase == "start" and motion[-1].phase == "end"
+    assert len({m.event_id for m in motion}) == 1
+    assert decodes(motion[-1].snapshot).shape == (HEIGHT, WIDTH, 3)
 
 
 async def open_error(url: str) -> str:

@@ -120,10 +120,17 @@ class CameraDriver(Driver):
                 silent = time.monotonic() - last
                 if silent >= stall:
                     self._update_counters()
-                    raise DeviceStalledError(
+                    stalled = DeviceStalledError(
                         f"{self.config.id}: no frame for {silent:.1f} s "
                         f"from {redact(self.camera.url)} (stall_timeout_s={stall:g})"
                     )
+                    # An event in progress is ended first, with its best frame: the
+                    # record of a truck must not stay open because the camera froze.
+                    ended = await asyncio.to_thread(worker.finish_events)
+                    if ended:
+                        self._failure = stalled
+                        return ended
+                    raise stalled
                 timeout = stall - silent
             try:
                 async with asyncio.timeout(timeout):

@@ -85,6 +85,7 @@ class CameraWorker:
         self._events: dict[int, tuple[str, Stamp]] = {}
         self._event_boxes: dict[int, tuple[Box, ...]] = {}
         self._ocr_requests: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._detector_lock = threading.Lock()  # analysis thread vs finish_events()
         self._burst: _Burst | None = None
         self._next_still = 0.0
         self._next_stats = 0.0
@@ -121,6 +122,18 @@ class CameraWorker:
             all(capture.join(max(0.0, deadline - time.monotonic())) for capture in self._captures())
             and not self._thread.is_alive()
         )
+
+    def finish_events(self) -> list[Reading | FrameError]:
+        """End the motion event in progress, if any (the stream stalled): its last step."""
+        with self._detector_lock:
+            changes = self.detector.finish()
+            out: list[Reading | FrameError] = []
+            for change in changes:
+                best = change.best
+                if best is None:
+                    continue
+                out.extend(self._motion(change, best, best))
+            return out
 
     def request_ocr(self, trigger: str) -> None:
         """Read the OCR regions soon (any thread): a scale, a command from the centre."""
@@ -182,7 +195,8 @@ class CameraWorker:
                 if not announced:
                     announced = True
                     self._send(None)
-                items = self._analyse(frame)
+                with self._detector_lock:
+                    items = self._analyse(frame)
                 if items:
                     self._send(items)
                 self._stop.wait(max(0.0, started + period - time.monotonic()))
