@@ -51,7 +51,7 @@ class CameraDriver(Driver):
         self._worker: CameraWorker | None = None
         self._queue: asyncio.Queue[Item] = asyncio.Queue()
         self._opened_at = 0.0
-        self._failure: DeviceIOError | None = None
+        self._failure: DeviceIOError | DeviceStalledError | None = None
 
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
