@@ -15,34 +15,30 @@ this processor turns that into what central receives:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from drivers.camera.readings import MotionObserved, Snapshot, StillCaptured
+from drivers.camera.readings import CropsCaptured, MotionObserved, Snapshot, StillCaptured
 from gateway.readings import Reading
-from gateway.records import Draft, MediaDraft, Outgoing, Priority, media_ref, rfc3339, uuid7
+from gateway.records import Draft, MediaDraft, Outgoing, Priority, jpeg_media, media_ref, rfc3339
 
 MOTION_TOPIC = "event/motion"
-
-
-def _media(device: str, snapshot: Snapshot, priority: Priority) -> MediaDraft:
-    return MediaDraft(
-        media_id=uuid7(),
-        device=device,
-        content_type="image/jpeg",
-        body=snapshot.jpeg,
-        priority=priority,
-    )
 
 
 def _snapshot_ref(media: MediaDraft, snapshot: Snapshot) -> dict[str, Any]:
     return {**media_ref(media), "width": snapshot.width, "height": snapshot.height}
 
 
-class CameraProcessor:
-    """Turns one camera's readings into records and media."""
+OcrSubmit = Callable[[str, CropsCaptured], None]
+"""Hands a camera's OCR crops to the OCR service (which publishes ``event/ocr`` itself)."""
 
-    def __init__(self, device: str) -> None:
+
+class CameraProcessor:
+    """Turns one camera's readings into records and media; OCR crops go to ``ocr``."""
+
+    def __init__(self, device: str, ocr: OcrSubmit | None = None) -> None:
         self.device = device
+        self.ocr = ocr
 
     def feed(self, reading: Reading) -> list[Outgoing]:
         """One reading in; records (and their media) out."""
@@ -50,13 +46,17 @@ class CameraProcessor:
             return self._motion(reading)
         if isinstance(reading, StillCaptured):
             return self._still(reading)
+        if isinstance(reading, CropsCaptured):
+            if self.ocr is not None:
+                self.ocr(self.device, reading)  # read off the loop; results come later
+            return []
         return []  # CameraStats: shown in the device state, not published on its own
 
     def _motion(self, motion: MotionObserved) -> list[Outgoing]:
         out: list[Outgoing] = []
         snapshot: dict[str, Any] | None = None
         if motion.snapshot is not None:
-            media = _media(self.device, motion.snapshot, Priority.STATE)
+            media = jpeg_media(self.device, motion.snapshot.jpeg, Priority.STATE)
             snapshot = _snapshot_ref(media, motion.snapshot)
             out.append(media)
         out.append(
@@ -81,7 +81,7 @@ class CameraProcessor:
         return out
 
     def _still(self, still: StillCaptured) -> list[Outgoing]:
-        media = _media(self.device, still.snapshot, Priority.TELEMETRY)
+        media = jpeg_media(self.device, still.snapshot.jpeg, Priority.TELEMETRY)
         return [
             media,
             Draft(

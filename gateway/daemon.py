@@ -24,6 +24,7 @@ from gateway.config import GatewayConfig
 from gateway.control import ControlServer
 from gateway.ocr.triggers import OCR_COMMAND, OcrCommand, WeighingTriggers, ocr_regions
 from gateway.outbox import Outbox
+from gateway.processors import processor_for
 from gateway.records import Outgoing, Record
 from gateway.scans import ORIGINAL_COMMAND, OriginalServer
 from gateway.sdnotify import notify, watchdog_interval_s, watchdog_loop
@@ -58,7 +59,7 @@ class Daemon:
             self.ocr = OcrService(self.emit)
         submit = self.ocr.submit if self.ocr is not None else None
         self.supervisors = [
-            DeviceSupervisor(device, self.emit, ocr=submit)
+            DeviceSupervisor(device, self.emit, processor=processor_for(device, ocr=submit))
             for device in config.devices
             if device.enabled
         ]

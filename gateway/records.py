@@ -91,6 +91,13 @@ class MediaDraft:
         return hashlib.sha256(self.body).hexdigest()
 
 
+def jpeg_media(device: str | None, jpeg: bytes, priority: Priority) -> MediaDraft:
+    """A JPEG (snapshot, still, preview, crop) to publish, with a fresh media id."""
+    return MediaDraft(
+        media_id=uuid7(), device=device, content_type="image/jpeg", body=jpeg, priority=priority
+    )
+
+
 def media_ref(media: MediaDraft) -> dict[str, str | int]:
     """How a record's ``data`` refers to media it was published with."""
     return {

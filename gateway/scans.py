@@ -24,7 +24,7 @@ from typing import Any
 from drivers.xray.scan import ScanCompleted, ScanFailed
 from gateway.commands import OCTETS, Reply
 from gateway.errors import CommandError
-from gateway.records import Draft, MediaDraft, Outgoing, Priority, media_ref, rfc3339, uuid7
+from gateway.records import Draft, Outgoing, Priority, jpeg_media, media_ref, rfc3339
 
 SCAN_TOPIC = "event/xray_scan"
 ERROR_TOPIC = "event/xray_error"
@@ -43,13 +43,7 @@ class ScanProcessor:
         """One scan in; its preview and record (or its error record) out."""
         if isinstance(reading, ScanFailed):
             return [self._failed(reading)]
-        preview = MediaDraft(
-            media_id=uuid7(),
-            device=self.device,
-            content_type="image/jpeg",
-            body=reading.preview_jpeg,
-            priority=Priority.EVENT,
-        )
+        preview = jpeg_media(self.device, reading.preview_jpeg, Priority.EVENT)
         data: dict[str, Any] = {
             "scan_id": reading.scan_id,
             "scanner_id": reading.scanner_id,

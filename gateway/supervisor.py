@@ -15,12 +15,11 @@ from datetime import UTC, datetime
 import structlog
 
 from drivers.base import Driver
-from drivers.camera.readings import CropsCaptured
 from gateway.backoff import Backoff
 from gateway.config import DeviceSection
 from gateway.errors import DeviceStalledError, DriverUnavailableError, GatewayError
 from gateway.health import DeviceHealth, DeviceState
-from gateway.processors import processor_for
+from gateway.processors import Processor, processor_for
 from gateway.records import Draft, Outgoing
 from gateway.registry import create_driver
 
@@ -39,16 +38,15 @@ class DeviceSupervisor:
         *,
         backoff: Backoff | None = None,
         driver_factory: Callable[[DeviceSection], Driver] = create_driver,
-        ocr: Callable[[str, CropsCaptured], None] | None = None,
+        processor: Processor | None = None,
     ) -> None:
         self.config = config
         self.emit = emit
         self.backoff = backoff or Backoff(base_s=1.0, cap_s=60.0)
         self.health = DeviceHealth(device=config.id, driver=config.driver)
-        self.processor = processor_for(config)
+        self.processor = processor if processor is not None else processor_for(config)
         self.driver: Driver | None = None
         self._driver_factory = driver_factory
-        self._ocr = ocr
         self._bad_frames_seen = 0
 
     async def run(self) -> None:
@@ -86,10 +84,6 @@ class DeviceSupervisor:
                     DeviceState.UNAVAILABLE,
                 ):
                     await self._recovered()
-                if isinstance(reading, CropsCaptured):
-                    if self._ocr is not None:
-                        self._ocr(self.config.id, reading)
-                    continue
                 drafts = self.processor.feed(reading)
                 if drafts:
                     await self.emit(drafts)

@@ -31,8 +31,9 @@ _CR_AT = 16
 _BODY_LEN = 17  # STX .. CR, the bytes the checksum covers
 _DIGITS_AND_CR = re.compile(rb"[0-9]{12}\r")  # weight + tare digits, then CR (bytes 4..16)
 
-# Status A bits 0-2: where the decimal point sits, as (multiply, divide) of the
-# digits. 000 = XXXX00, 001 = XXXXX0, 010 = XXXXXX, 011 = XXXXX.X, ... 111 = X.XXXXX.
+# Status A bits 0-2: where the decimal point sits, as (multiply, divide) of the six
+# displayed digits (d): 000 = dddd00, 001 = ddddd0, 010 = dddddd, 011 = ddddd.d,
+# ... 111 = d.ddddd.
 _SCALE: dict[int, tuple[int, int]] = {
     0b000: (100, 1),
     0b001: (10, 1),

@@ -38,7 +38,7 @@ from gateway.ocr.plate import PlateReading
 from gateway.ocr.voting import container_passage, plate_passage
 from gateway.ocr.worker import OcrReader, RequestDroppedError
 from gateway.readings import Stamp
-from gateway.records import Draft, MediaDraft, Outgoing, Priority, media_ref, uuid7
+from gateway.records import Draft, MediaDraft, Outgoing, Priority, jpeg_media, media_ref
 
 log = structlog.get_logger(__name__)
 
@@ -176,13 +176,7 @@ class OcrService:
         media: MediaDraft | None = None
         if region.best is not None:
             crop = region.best[1]
-            media = MediaDraft(
-                media_id=uuid7(),
-                device=device,
-                content_type="image/jpeg",
-                body=crop.jpeg.jpeg,
-                priority=Priority.STATE,
-            )
+            media = jpeg_media(device, crop.jpeg.jpeg, Priority.STATE)
             ref = media_ref(media)
             passage_data |= {"media_id": ref["media_id"], "sha256": ref["sha256"]}
         results = (
