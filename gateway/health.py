@@ -46,6 +46,8 @@ class DeviceHealth:
     last_reading: dict[str, Any] | None = None
     last_reading_at: datetime | None = None
     counters: dict[str, Any] = field(default_factory=dict)
+    storage: str = "ok"
+    """``disk_full`` while the outbox's disk is full (its readings may be refused)."""
 
     def change(self, state: DeviceState, error: str | None = None) -> bool:
         """Move to ``state``; return True if that is a change worth publishing."""
@@ -84,6 +86,7 @@ class DeviceHealth:
             "last_reading": self.last_reading,
             "last_reading_at": rfc3339(self.last_reading_at) if self.last_reading_at else None,
             "counters": self.counters,
+            "storage": self.storage,
         }
 
     def draft(self) -> Draft:

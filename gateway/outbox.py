@@ -25,7 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import json
+import os
+import shutil
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -63,6 +67,37 @@ Sized for a burst, not a steady state: when appends outrun the broker by more th
 this (20k telemetry records in ~1.5 s in bench/outbox.py), trimming drops exactly
 the records the uplink needs next and it falls back to reading SQLite. Costs up to
 2 x 16384 x (payload + ~250 B) of memory during such a burst, about 18 MiB."""
+
+RESERVE_BYTES = 8 * 1024 * 1024
+"""Disk space held in a pre-allocated file beside the database (``outbox.sqlite3.reserve``).
+
+When SQLite reports a full disk the file is deleted, which gives the WAL room to grow
+to its checkpoint size (1000 pages, ~4 MiB) while telemetry is evicted, so alarms and
+the eviction reports still fit. A pre-allocated file, not a free-space check: other
+writers on the same filesystem (journald, a scanner's drop folder) can take any space
+between a check and a write, but not blocks this process holds."""
+RESERVE_RETRY_S = 2.0
+"""While the disk is full: how often the reserve is tried again (room came back?)."""
+RESERVE_HEADROOM = 2 * 1024 * 1024
+"""Free space wanted beyond the reserve before the disk counts as having room again."""
+WAL_SIZE_LIMIT = 4 * 1024 * 1024
+"""``journal_size_limit``: the WAL is cut back to this after a checkpoint."""
+SATURATION_HIGH = 20_000
+"""Queued records above which, with the broker connected, the gateway counts as saturated.
+
+Past saturation each accepted record costs the producers CPU the uplink needs, and the
+delivered rate fell to less than half its maximum (bench/overload.py). Saturated, a
+telemetry topic keeps at most one record per :data:`SATURATED_TELEMETRY_S`; the rest is
+shed before it costs anything, counted, and reported. Alarms, events, state and media
+are never shed. During a broker outage nothing is shed (the cap governs there)."""
+SATURATION_LOW = 5_000
+"""Queued records below which saturation ends (hysteresis)."""
+SATURATED_TELEMETRY_S = 1.0
+"""While saturated: at most one telemetry record per topic this often."""
+EVICTION_LOG_S = 60.0
+"""Evictions are logged at most this often (with what was dropped since)."""
+REPORT_SLACK = 1024
+"""Bytes kept free under the cap for the eviction report's growth in one commit."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -106,18 +141,79 @@ def _is_disk_full(exc: sqlite3.Error) -> bool:
     return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(exc)
 
 
+MAX_REPORT_RANGES = 256
+"""Ranges one eviction report lists at most; beyond, the closest ones are merged.
+
+A merged range may cover a few ``seq`` numbers that were not evicted (they are still
+queued, or were sent already). It never leaves an evicted one out, so central can still
+tell every announced gap from a loss."""
+
+
 @dataclass(slots=True)
 class Eviction:
-    """What one commit had to drop to stay under the cap."""
+    """What was dropped and not yet told to central (merged across commits)."""
 
     count: int = 0
     bytes: int = 0
     by_priority: dict[str, int] = field(default_factory=dict)
-    seqs: list[int] = field(default_factory=list)
-    """Envelope seqs of the evicted records (what central sees as a gap)."""
+    ranges: list[list[int]] = field(default_factory=list)
+    """Envelope seqs of the evicted records (what central sees as a gap), as ranges."""
     positions: list[int] = field(default_factory=list)
-    """Queue positions of everything evicted, media included."""
+    """Queue positions of everything evicted, media included (this commit only)."""
     media: int = 0
+    superseded: list[int] = field(default_factory=list)
+    """Seqs of earlier, still queued reports this one replaced (also gaps)."""
+    refused: dict[str, int] = field(default_factory=dict)
+    """Drafts refused on a full disk per priority (never given a seq: no gap)."""
+    shed: dict[str, int] = field(default_factory=dict)
+    """Telemetry drafts not stored while saturated, per priority (no seq: no gap)."""
+
+    def __bool__(self) -> bool:
+        return bool(self.count or self.superseded or self.refused or self.shed)
+
+    def merge(self, other: Eviction) -> None:
+        """Add ``other`` into this one (positions are per commit and are not kept)."""
+        self.count += other.count
+        self.bytes += other.bytes
+        self.media += other.media
+        self.ranges = merge_ranges(self.ranges, other.ranges)
+        self.superseded += other.superseded
+        for mine, theirs in (
+            (self.by_priority, other.by_priority),
+            (self.refused, other.refused),
+            (self.shed, other.shed),
+        ):
+            for k, v in theirs.items():
+                mine[k] = mine.get(k, 0) + v
+
+    def to_json(self) -> str:
+        """Kept in the ``meta`` table until a report carries it (survives a crash)."""
+        return json.dumps(
+            {
+                "count": self.count,
+                "bytes": self.bytes,
+                "by_priority": self.by_priority,
+                "seq_ranges": self.ranges,
+                "media": self.media,
+                "superseded": self.superseded,
+                "refused": self.refused,
+                "shed": self.shed,
+            }
+        )
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Eviction:
+        """Back from :meth:`to_json` or from a queued report's ``data``."""
+        return cls(
+            count=int(data.get("count", 0)),
+            bytes=int(data.get("bytes", 0)),
+            by_priority=dict(data.get("by_priority", {})),
+            ranges=[[int(a), int(b)] for a, b in data.get("seq_ranges", [])],
+            media=int(data.get("media", 0)),
+            superseded=list(data.get("superseded", [])),
+            refused=dict(data.get("refused", {})),
+            shed=dict(data.get("shed", {})),
+        )
 
 
 @dataclass(slots=True)
@@ -133,19 +229,118 @@ class OutboxStats:
     evicted_total: int = 0
     evicted_bytes_total: int = 0
     commits_total: int = 0
+    disk_full: bool = False
+    """The disk filled and has not had room again since (see :data:`RESERVE_BYTES`)."""
     disk_full_total: int = 0
+    refused_total: int = 0
+    """Appends refused (disk full, or not serialisable)."""
+    reserve_bytes: int = 0
+    """Size of the space reserve held on the outbox's filesystem right now."""
+    saturated: bool = False
+    """More is offered than the uplink delivers: telemetry is thinned (see SATURATION_HIGH)."""
+    shed_total: int = 0
     last_error: str | None = None
 
 
 def seq_ranges(seqs: Sequence[int]) -> list[list[int]]:
-    """Compress sorted sequence numbers into inclusive ``[first, last]`` ranges."""
+    """Compress sequence numbers into sorted, inclusive ``[first, last]`` ranges."""
+    return merge_ranges([[s, s] for s in seqs], [])
+
+
+def merge_ranges(a: Sequence[Sequence[int]], b: Sequence[Sequence[int]]) -> list[list[int]]:
+    """The union of two range lists, as few ranges as possible, at most
+    :data:`MAX_REPORT_RANGES` (the closest neighbours merged first)."""
     ranges: list[list[int]] = []
-    for s in sorted(seqs):
-        if ranges and s == ranges[-1][1] + 1:
-            ranges[-1][1] = s
+    for first, last in sorted((int(r[0]), int(r[1])) for r in [*a, *b]):
+        if ranges and first <= ranges[-1][1] + 1:
+            ranges[-1][1] = max(ranges[-1][1], last)
         else:
-            ranges.append([s, s])
+            ranges.append([first, last])
+    if len(ranges) > MAX_REPORT_RANGES:
+        # Close the smallest gaps first, in one pass (ties may close a few more).
+        gaps = sorted(ranges[k + 1][0] - ranges[k][1] for k in range(len(ranges) - 1))
+        widest_closed = gaps[len(ranges) - MAX_REPORT_RANGES - 1]
+        merged = [ranges[0]]
+        for first, last in ranges[1:]:
+            if first - merged[-1][1] <= widest_closed:
+                merged[-1][1] = last
+            else:
+                merged.append([first, last])
+        ranges = merged
     return ranges
+
+
+def _free_bytes(path: Path) -> int:
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return 0
+
+
+def _is_alarm(group: Sequence[Outgoing]) -> bool:
+    return any(d.priority >= Priority.ALARM for d in group)
+
+
+class _Chain:
+    """Queue position, ``seq`` and hash chain as a transaction advances them."""
+
+    def __init__(self, pos: int, seq: int, last_hash: str) -> None:
+        self.pos, self.seq, self.last_hash = pos, seq, last_hash
+
+    def copy(self) -> _Chain:
+        return _Chain(self.pos, self.seq, self.last_hash)
+
+    def restore(self, mark: _Chain) -> None:
+        self.pos, self.seq, self.last_hash = mark.pos, mark.seq, mark.last_hash
+
+    def record(self, draft: Outgoing, site: str, gateway: str) -> Record:
+        """The draft's record at the next place (raises ValueError if not JSON)."""
+        if isinstance(draft, MediaDraft):
+            self.pos += 1
+            return Record(
+                pos=self.pos,
+                seq=None,
+                id=draft.media_id,
+                topic=draft.topic,
+                payload=draft.body,
+                priority=draft.priority,
+                retain=False,
+                content_type=draft.content_type,
+            )
+        record_id = uuid7()
+        payload = envelope(
+            draft,
+            seq=self.seq + 1,
+            record_id=record_id,
+            prev=self.last_hash,
+            site=site,
+            gateway=gateway,
+        )
+        self.pos += 1
+        self.seq += 1
+        record = Record(
+            pos=self.pos,
+            seq=self.seq,
+            id=record_id,
+            topic=draft.topic,
+            payload=payload,
+            priority=draft.priority,
+            retain=draft.retain,
+        )
+        self.last_hash = record.digest
+        return record
+
+
+@dataclass(slots=True)
+class _Commit:
+    """What one group commit did."""
+
+    results: list[list[Record] | OutboxError]
+    """Per append: its records, or the error that refused it alone."""
+    evicted: Eviction = field(default_factory=Eviction)
+    """Dropped by this commit (positions: what the in-memory tail must forget)."""
+    report: Record | None = None
+    """The eviction report written with it (replacing the one still queued)."""
 
 
 class Outbox:
@@ -159,24 +354,45 @@ class Outbox:
         gateway: str,
         max_bytes: int,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        reserve_bytes: int = RESERVE_BYTES,
     ) -> None:
         self.path = path
         self.site = site
         self.gateway = gateway
         self.max_bytes = max_bytes
+        self.reserve_path = path.with_name(path.name + ".reserve")
+        self.reserve_bytes = reserve_bytes
         self._clock = clock
         self.stats = OutboxStats()
         self.changed = asyncio.Event()
         """Set whenever new records were committed; the uplink clears it."""
+        self.on_disk_full: list[Callable[[bool], None]] = []
+        """Called with True when the disk fills, False when it has room again."""
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
         self._db: sqlite3.Connection | None = None
         self._pending: list[tuple[Sequence[Outgoing], asyncio.Future[list[Record]]]] = []
         self._acked: list[int] = []
+        self._deleting: set[int] = set()
+        """Acknowledged positions whose deletion is not committed yet (never re-read)."""
         self._ack_timer: asyncio.TimerHandle | None = None
         self._tail: list[Record] = []  # newest committed records, contiguous up to last_pos
         self._tail_bytes = 0
         self._flusher: asyncio.Task[None] | None = None
         self._last_hash = GENESIS
+        self._unreported = Eviction()
+        """Evicted (or refused) and in no committed report yet; mirrored in ``meta``."""
+        self._report_pos: int | None = None
+        """Queue position of the eviction report still queued, which the next replaces."""
+        self._report_bytes = 0
+        self._disk_cap: int | None = None
+        """While the disk is full: the bytes the outbox held when it filled (a lower cap)."""
+        self._link_up = False
+        self._telemetry_at: dict[str, float] = {}
+        """While saturated: when each telemetry topic last had a record accepted."""
+        self._unlogged = Eviction()
+        self._logged_at = -EVICTION_LOG_S
+        self._reserve_timer: asyncio.TimerHandle | None = None
+        self._reserve_check: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -189,12 +405,20 @@ class Outbox:
             depth=self.stats.depth,
             last_seq=self.stats.last_seq,
             bytes=self.stats.bytes,
+            reserve_bytes=self.stats.reserve_bytes,
         )
+        if self.stats.disk_full:
+            self._disk_full_changed()
 
     async def close(self) -> None:
         """Commit what is pending (appends and acks), then close. Idempotent."""
-        if self._flusher is not None:
-            await asyncio.shield(self._flusher)
+        if self._reserve_timer is not None:
+            self._reserve_timer.cancel()
+            self._reserve_timer = None
+        for task in (self._flusher, self._reserve_check):
+            if task is not None:
+                # Its errors went to the appends it served; close still flushes the rest.
+                await asyncio.gather(asyncio.shield(task), return_exceptions=True)
         if self._ack_timer is not None:
             self._ack_timer.cancel()
             self._ack_timer = None
@@ -214,19 +438,62 @@ class Outbox:
 
     # -- public API --------------------------------------------------------------------
 
+    @property
+    def disk_full(self) -> bool:
+        """The disk filled and has not had room for the reserve again since."""
+        return self.stats.disk_full
+
     async def append(self, drafts: Sequence[Outgoing]) -> list[Record]:
         """Make drafts durable; return them as records once committed.
 
+        The drafts of one call are stored together or not at all; other callers' drafts
+        in the same group commit do not depend on them.
+
         Raises:
-            OutboxFullError: the disk or the cap left no room even after eviction.
-            OutboxError: the database failed.
+            OutboxFullError: the disk left no room for them, even after eviction.
+            OutboxError: a draft could not be serialised, or the database failed.
         """
         if not drafts:
+            return []
+        if self.stats.saturated and self._shed(drafts):
             return []
         future: asyncio.Future[list[Record]] = asyncio.get_running_loop().create_future()
         self._pending.append((drafts, future))
         self._kick()
         return await future
+
+    def link(self, up: bool) -> None:
+        """The uplink is connected (or not): saturation is only judged while it is."""
+        self._link_up = up
+        if not up and self.stats.saturated:
+            self._saturation(False)
+
+    def _shed(self, drafts: Sequence[Outgoing]) -> bool:
+        """Saturated: thin a telemetry append to one per topic per interval (True: shed)."""
+        if any(d.priority != Priority.TELEMETRY for d in drafts):
+            return False
+        now = time.monotonic()
+        topic = drafts[0].topic
+        if now - self._telemetry_at.get(topic, -SATURATED_TELEMETRY_S) >= SATURATED_TELEMETRY_S:
+            self._telemetry_at[topic] = now
+            return False
+        self.stats.shed_total += len(drafts)
+        self._unreported.shed["telemetry"] = self._unreported.shed.get("telemetry", 0) + len(drafts)
+        return True
+
+    def _saturation(self, on: bool) -> None:
+        self.stats.saturated = on
+        if on:
+            log.warning(
+                "outbox saturated: more offered than the uplink delivers; thinning telemetry",
+                depth=self.stats.depth,
+                per_topic_s=SATURATED_TELEMETRY_S,
+            )
+        else:
+            self._telemetry_at.clear()
+            log.info(
+                "outbox no longer saturated", depth=self.stats.depth, shed=self.stats.shed_total
+            )
 
     def ack(self, pos: int) -> None:
         """The broker acknowledged the record at queue position ``pos``: delete it later.
@@ -236,6 +503,7 @@ class Outbox:
         consumers already de-duplicate by ``id``.
         """
         self._acked.append(pos)
+        self._deleting.add(pos)
         if self._ack_timer is None:
             self._ack_timer = asyncio.get_running_loop().call_later(ACK_DELAY_S, self._ack_due)
 
@@ -247,13 +515,21 @@ class Outbox:
         """Records queued after position ``pos``, oldest first.
 
         Recently committed records are served from memory; older ones (a backlog
-        after an outage or a restart) from the database.
+        after an outage or a restart) from the database. Records acknowledged but not
+        yet deleted are left out.
         """
         tail = self._tail
         if tail and tail[0].pos <= pos + 1:
             start = bisect.bisect_right(tail, pos, key=lambda r: r.pos)
-            return tail[start : start + limit]
-        rows = await self._run(self._read_sync, pos, limit)
+            found = tail[start : start + limit]
+        else:
+            found = self._records(await self._run(self._read_sync, pos, limit))
+        if self._deleting:
+            found = [r for r in found if r.pos not in self._deleting]
+        return found
+
+    @staticmethod
+    def _records(rows: list[tuple[Any, ...]]) -> list[Record]:
         return [
             Record(
                 pos=r[0],
@@ -281,31 +557,74 @@ class Outbox:
             await self._flush()
 
     async def _flush(self) -> None:
+        """One group commit. Every append in it is answered, whatever happens."""
         batch, self._pending = self._pending, []
         acked, self._acked = self._acked, []
-        drafts = [d for ds, _ in batch for d in ds]
+        was_full = self.stats.disk_full
         try:
-            records, eviction = await self._run(self._commit_sync, drafts, acked)
-        except OutboxError as exc:
-            self.stats.last_error = str(exc)
+            commit = await self._run(self._commit_sync, [drafts for drafts, _ in batch], acked)
+        except BaseException as exc:
+            self._acked = acked + self._acked  # deleted by the next commit instead
+            error = (
+                exc
+                if isinstance(exc, OutboxError)
+                else OutboxError(f"outbox commit failed: {exc!r}")
+            )
+            self.stats.last_error = str(error)
             for _, fut in batch:
                 if not fut.done():
-                    fut.set_exception(exc)
+                    fut.set_exception(error)
+            if not isinstance(exc, Exception):
+                raise
+            log.error("outbox commit failed", error=str(error))
             return
-        start = 0
-        for ds, fut in batch:
+        self._deleting.difference_update(acked)
+        committed: list[Record] = []
+        for (_, fut), result in zip(batch, commit.results, strict=True):
+            if isinstance(result, OutboxError):
+                self.stats.refused_total += 1
+                self.stats.last_error = str(result)
+                if not fut.done():
+                    fut.set_exception(result)
+                continue
+            committed += result
             if not fut.done():
-                fut.set_result(records[start : start + len(ds)])
-            start += len(ds)
-        if records:
-            self._remember(records)
+                fut.set_result(result)
+        eviction = commit.evicted
+        if eviction.positions and self._tail:
+            gone = set(eviction.positions)
+            self._tail = [r for r in self._tail if r.pos not in gone]
+            self._tail_bytes = sum(len(r.payload) for r in self._tail)
+        if commit.report is not None:
+            committed.append(commit.report)
+        if committed:
+            self._remember(committed)
             self.changed.set()
         if eviction.count:
-            if self._tail:
-                gone = set(eviction.positions)
-                self._tail = [r for r in self._tail if r.pos not in gone]
-                self._tail_bytes = sum(len(r.payload) for r in self._tail)
-            self._report_eviction(eviction)
+            self._log_eviction(eviction)
+        if self.stats.disk_full != was_full:
+            self._disk_full_changed()
+        depth = self.stats.depth
+        if not self.stats.saturated and self._link_up and depth > SATURATION_HIGH:
+            self._saturation(True)
+        elif self.stats.saturated and depth < SATURATION_LOW:
+            self._saturation(False)
+
+    def _log_eviction(self, eviction: Eviction) -> None:
+        """One warning per :data:`EVICTION_LOG_S` with what was dropped since the last."""
+        self._unlogged.merge(eviction)
+        now = time.monotonic()
+        if now - self._logged_at < EVICTION_LOG_S:
+            return
+        ev, self._unlogged, self._logged_at = self._unlogged, Eviction(), now
+        log.warning(
+            "outbox over its cap: evicted low-priority records",
+            count=ev.count,
+            bytes=ev.bytes,
+            by_priority=ev.by_priority,
+            max_bytes=self.max_bytes,
+            disk_full=self.stats.disk_full,
+        )
 
     def _remember(self, records: list[Record]) -> None:
         """Keep the newest committed records in memory for the uplink."""
@@ -321,34 +640,73 @@ class Outbox:
             del self._tail[: len(self._tail) - keep]
             self._tail_bytes = size
 
-    def _report_eviction(self, ev: Eviction) -> None:
-        log.warning(
-            "outbox over its cap: evicted low-priority records",
-            count=ev.count,
-            bytes=ev.bytes,
-            by_priority=ev.by_priority,
-            max_bytes=self.max_bytes,
-        )
-        report = Draft(
-            topic=EVICTION_TOPIC,
-            schema="outbox_evicted/1",
-            device=None,
-            ts=self._clock(),
-            data={
-                "count": ev.count,
-                "bytes": ev.bytes,
-                "by_priority": ev.by_priority,
-                "seq_ranges": seq_ranges(ev.seqs),
-                "media": ev.media,
-                "max_bytes": self.max_bytes,
-            },
-            # Never evicted: it is what lets central tell a gap from a loss.
-            priority=Priority.ALARM,
-        )
-        fut: asyncio.Future[list[Record]] = asyncio.get_running_loop().create_future()
-        fut.add_done_callback(lambda f: f.exception())  # report failures are logged by _flush
-        self._pending.append(([report], fut))
-        self._kick()
+    # -- a full disk -------------------------------------------------------------------
+
+    def _disk_full_changed(self) -> None:
+        full = self.stats.disk_full
+        if full:
+            log.error(
+                "disk full: outbox keeps alarms and events, evicts telemetry first",
+                path=str(self.path),
+                free_bytes=_free_bytes(self.path.parent),
+            )
+            self._schedule_reserve_check()
+        else:
+            log.info("disk has room again: outbox back to normal", path=str(self.path))
+        for callback in self.on_disk_full:
+            callback(full)
+
+    def _schedule_reserve_check(self) -> None:
+        if self._reserve_timer is None:
+            self._reserve_timer = asyncio.get_running_loop().call_later(
+                RESERVE_RETRY_S, self._reserve_due
+            )
+
+    def _reserve_due(self) -> None:
+        self._reserve_timer = None
+        if self._reserve_check is None or self._reserve_check.done():
+            self._reserve_check = asyncio.get_running_loop().create_task(
+                self._check_reserve(), name="outbox-reserve"
+            )
+
+    async def _check_reserve(self) -> None:
+        """While the disk is full: try to take the reserve back; done when it fits."""
+        if self._db is None or not self.stats.disk_full:
+            return
+        if await self._run(self._restore_reserve_sync):
+            self._disk_full_changed()
+        else:
+            self._schedule_reserve_check()
+
+    def _restore_reserve_sync(self) -> bool:
+        if _free_bytes(self.path.parent) < self.reserve_bytes + RESERVE_HEADROOM:
+            return False
+        if not self._allocate_reserve():
+            return False
+        self.stats.disk_full = False
+        self._disk_cap = None
+        return True
+
+    def _allocate_reserve(self) -> bool:
+        """Hold ``reserve_bytes`` of real blocks in a file beside the database."""
+        try:
+            fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, self.reserve_bytes)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.warning("cannot allocate the outbox space reserve", error=str(exc))
+            self.reserve_path.unlink(missing_ok=True)
+            self.stats.reserve_bytes = 0
+            return False
+        self.stats.reserve_bytes = self.reserve_bytes
+        return True
+
+    def _release_reserve(self) -> None:
+        self.reserve_path.unlink(missing_ok=True)
+        self.stats.reserve_bytes = 0
 
     # -- the SQLite thread -------------------------------------------------------------
 
@@ -362,6 +720,9 @@ class Outbox:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
+            # After a checkpoint the WAL is cut back to this size, so space freed by a
+            # burst is returned to the filesystem instead of held by the file.
+            db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             db.executescript(SCHEMA)
             _add_media_columns(db)
         except sqlite3.Error as exc:
@@ -371,11 +732,18 @@ class Outbox:
         # Outboxes written before media existed have no last_pos: positions were seqs.
         self.stats.last_pos = int(meta.get("last_pos") or self.stats.last_seq)
         self._last_hash = meta.get("last_hash", GENESIS)
+        if meta.get("unreported"):
+            self._unreported = Eviction.from_data(json.loads(meta["unreported"]))
+        if meta.get("report_pos"):
+            self._report_pos = int(meta["report_pos"])
         depth, size = db.execute(
             "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)),0) FROM records"
         ).fetchone()
         self.stats.depth, self.stats.bytes = depth, size
         self._db = db
+        if not self._allocate_reserve():
+            self.stats.disk_full = True
+            self._disk_cap = size
 
     def _read_sync(self, pos: int, limit: int) -> list[tuple[Any, ...]]:
         assert self._db is not None
@@ -385,49 +753,79 @@ class Outbox:
             (pos, limit),
         ).fetchall()
 
-    def _commit_sync(
-        self, drafts: list[Outgoing], acked: list[int]
-    ) -> tuple[list[Record], Eviction]:
-        if not drafts:
-            return self._delete_only(acked)
+    def _commit_sync(self, groups: list[Sequence[Outgoing]], acked: list[int]) -> _Commit:
+        """One transaction for every group; on a full disk, make room and try again.
+
+        Returns, per group, its records or the error that refused it alone.
+        """
+        if not any(groups):
+            return self._delete_only(groups, acked)
         try:
-            return self._transaction(drafts, acked)
-        except (ValueError, TypeError) as exc:  # a draft that is not JSON (NaN, bytes...)
-            self._db_rollback()
-            raise OutboxError(f"a record could not be serialised, batch refused: {exc}") from exc
+            return self._guarded(groups, acked)
         except sqlite3.Error as exc:
-            self._db_rollback()
             if not _is_disk_full(exc):
                 raise OutboxError(f"outbox write failed: {exc}") from exc
+        if not self.stats.disk_full:
+            self.stats.disk_full = True
             self.stats.disk_full_total += 1
-            # Make room by a quarter of what is queued, from telemetry and state only.
-            log.error("disk full: evicting the oldest telemetry and state", path=str(self.path))
-            freed = self._evict_sync(target=self.stats.bytes * 3 // 4, below=Priority.EVENT)
+            self._release_reserve()
+        # Make room by a quarter of what is queued each time (lowest priority, oldest
+        # first, never alarms), and from now on hold at most what fits.
+        made_room = Eviction()
+        for _ in range(3):
             try:
-                records, ev = self._transaction(drafts, acked)
-            except sqlite3.Error as exc2:
-                self._db_rollback()
-                raise OutboxFullError(
-                    f"disk full: cannot store {len(drafts)} record(s) in {self.path}"
-                ) from exc2
-            ev.count += freed.count
-            ev.bytes += freed.bytes
-            ev.seqs += freed.seqs
-            ev.positions += freed.positions
-            ev.media += freed.media
-            for k, v in freed.by_priority.items():
-                ev.by_priority[k] = ev.by_priority.get(k, 0) + v
-            return records, ev
+                freed = self._evict_sync(target=self.stats.bytes * 3 // 4)
+                made_room.merge(freed)
+                made_room.positions += freed.positions
+                self._disk_cap = min(self._disk_cap or self.stats.bytes, self.stats.bytes)
+                return self._with_room(self._guarded(groups, acked), made_room)
+            except sqlite3.Error as exc:
+                if not _is_disk_full(exc):
+                    raise OutboxError(f"outbox write failed: {exc}") from exc
+        # No room left for everything: alarms alone, the rest refused (and counted).
+        refused = OutboxFullError(f"disk full: {self.path.parent} has no room for this record")
+        alarms = [g if _is_alarm(g) else [] for g in groups]
+        for group in groups:
+            if not _is_alarm(group):
+                for draft in group:
+                    name = Priority(draft.priority).name.lower()
+                    self._unreported.refused[name] = self._unreported.refused.get(name, 0) + 1
+        try:
+            commit = self._guarded(alarms, acked)
+        except sqlite3.Error as exc:
+            raise OutboxFullError(
+                f"disk full: cannot store {sum(map(len, groups))} record(s) in {self.path}"
+            ) from exc
+        commit.results = [
+            result if _is_alarm(group) else refused
+            for group, result in zip(groups, commit.results, strict=True)
+        ]
+        return self._with_room(commit, made_room)
 
-    def _delete_only(self, acked: list[int]) -> tuple[list[Record], Eviction]:
+    @staticmethod
+    def _with_room(commit: _Commit, made_room: Eviction) -> _Commit:
+        """Add what was evicted beforehand to make room (for the log and the tail)."""
+        positions = made_room.positions + commit.evicted.positions
+        commit.evicted.merge(made_room)
+        commit.evicted.positions = positions
+        return commit
+
+    def _guarded(self, groups: list[Sequence[Outgoing]], acked: list[int]) -> _Commit:
+        """:meth:`_transaction`, rolled back on any error (the caller decides)."""
+        try:
+            return self._transaction(groups, acked)
+        except BaseException:
+            self._db_rollback()
+            raise
+
+    def _delete_only(self, groups: list[Sequence[Outgoing]], acked: list[int]) -> _Commit:
         """A commit of deletions only: no fsync (the next FULL commit syncs it anyway)."""
         db = self._db
         assert db is not None
         db.execute("PRAGMA synchronous=NORMAL")
         try:
-            return self._transaction([], acked)
+            return self._guarded(groups, acked)
         except sqlite3.Error as exc:
-            self._db_rollback()
             raise OutboxError(f"outbox delete failed: {exc}") from exc
         finally:
             db.execute("PRAGMA synchronous=FULL")
@@ -437,112 +835,182 @@ class Outbox:
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
 
-    def _transaction(
-        self, drafts: list[Outgoing], acked: list[int]
-    ) -> tuple[list[Record], Eviction]:
+    def _transaction(self, groups: list[Sequence[Outgoing]], acked: list[int]) -> _Commit:
         db = self._db
         assert db is not None
-        pos, seq, last_hash = self.stats.last_pos, self.stats.last_seq, self._last_hash
-        records: list[Record] = []
+        chain = _Chain(self.stats.last_pos, self.stats.last_seq, self._last_hash)
         db.execute("BEGIN IMMEDIATE")
-        if acked:
-            deleted = db.execute(
-                f"DELETE FROM records WHERE seq IN ({','.join('?' * len(acked))})"  # noqa: S608 - placeholders only
-                " RETURNING LENGTH(payload)",
-                acked,
-            ).fetchall()
-            freed_bytes = sum(r[0] for r in deleted)
-        else:
-            deleted, freed_bytes = [], 0
-        rows: list[tuple[int, str, str, bytes, int, int, str | None, int | None]] = []
-        for draft in drafts:
-            pos += 1
-            if isinstance(draft, MediaDraft):
-                record = Record(
-                    pos=pos,
-                    seq=None,
-                    id=draft.media_id,
-                    topic=draft.topic,
-                    payload=draft.body,
-                    priority=draft.priority,
-                    retain=False,
-                    content_type=draft.content_type,
-                )
-                rows.append(_row(record))
-                records.append(record)
-                continue
-            seq += 1
-            record_id = uuid7()
-            payload = envelope(
-                draft,
-                seq=seq,
-                record_id=record_id,
-                prev=last_hash,
-                site=self.site,
-                gateway=self.gateway,
-            )
-            record = Record(
-                pos=pos,
-                seq=seq,
-                id=record_id,
-                topic=draft.topic,
-                payload=payload,
-                priority=draft.priority,
-                retain=draft.retain,
-            )
-            rows.append(_row(record))
-            last_hash = record.digest
-            records.append(record)
-        if drafts:
+        deleted, freed_bytes = self._delete_acked(acked)
+        results: list[list[Record] | OutboxError] = []
+        records: list[Record] = []
+        for group in groups:
+            result = self._serialise(group, chain)
+            results.append(result)
+            if not isinstance(result, OutboxError):
+                records += result
+        if records:
             # One statement for the batch: per-row execute() was ~15% of this method.
             db.executemany(
                 "INSERT INTO records"
                 " (seq, id, topic, payload, priority, retain, content_type, env_seq)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            db.executemany(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                [("last_seq", str(seq)), ("last_pos", str(pos)), ("last_hash", last_hash)],
+                [_row(r) for r in records],
             )
         size = self.stats.bytes + sum(len(r.payload) for r in records) - freed_bytes
+        cap = self.max_bytes if self._disk_cap is None else min(self.max_bytes, self._disk_cap)
         eviction = Eviction()
-        # An eviction report alone never evicts: it would report itself forever.
-        if size > self.max_bytes and any(d.topic != EVICTION_TOPIC for d in drafts):
-            eviction = self._evict_rows(size, target=self.max_bytes, below=Priority.ALARM)
+        if records and size > cap - self._report_bytes:
+            # Room for the report too: the cap holds with it, within one commit.
+            eviction = self._evict_rows(size, target=cap - self._report_bytes - REPORT_SLACK)
+        size -= eviction.bytes
+        unreported = Eviction()
+        unreported.merge(self._unreported)
+        unreported.merge(eviction)
+        report: Record | None = None
+        report_gone = 0
+        if unreported and (records or eviction):
+            report, report_gone = self._replace_report(unreported, chain)
+            size += len(report.payload) - report_gone
+        if records or report is not None:
+            meta = [("last_seq", str(chain.seq)), ("last_pos", str(chain.pos))]
+            meta += [("last_hash", chain.last_hash)]
+            if report is not None:
+                meta += [("unreported", ""), ("report_pos", str(report.pos))]
+            db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta)
         db.execute("COMMIT")
-        self.stats.bytes = size - eviction.bytes
-        self.stats.depth += len(records) - len(deleted) - eviction.count
+        if report is not None:
+            records.append(report)
+            self._unreported = Eviction()
+            if report_gone and self._report_pos is not None:
+                eviction.positions.append(self._report_pos)  # replaced: forget it
+            self._report_pos, self._report_bytes = report.pos, len(report.payload)
+        self.stats.bytes = size
+        self.stats.depth += len(records) - deleted - eviction.count - (1 if report_gone else 0)
         self.stats.evicted_total += eviction.count
         self.stats.evicted_bytes_total += eviction.bytes
-        self.stats.last_seq, self.stats.last_pos, self._last_hash = seq, pos, last_hash
+        self.stats.last_seq, self.stats.last_pos = chain.seq, chain.pos
+        self._last_hash = chain.last_hash
         self.stats.appended_total += len(records)
-        self.stats.acked_total += len(deleted)
+        self.stats.acked_total += deleted
         self.stats.commits_total += 1
-        return records, eviction
+        return _Commit(results, eviction, report)
 
-    def _evict_sync(self, *, target: int, below: Priority) -> Eviction:
-        """Evict in a transaction of its own (disk full: make room before retrying)."""
+    def _delete_acked(self, acked: list[int]) -> tuple[int, int]:
+        """Delete acknowledged records (inside the transaction): how many, how many bytes."""
+        if not acked:
+            return 0, 0
+        assert self._db is not None
+        rows = self._db.execute(
+            f"DELETE FROM records WHERE seq IN ({','.join('?' * len(acked))})"  # noqa: S608 - placeholders only
+            " RETURNING seq, LENGTH(payload)",
+            acked,
+        ).fetchall()
+        if self._report_pos is not None and any(r[0] == self._report_pos for r in rows):
+            self._report_pos = None  # central has it: the next report starts afresh
+            self._report_bytes = 0
+        return len(rows), sum(r[1] for r in rows)
+
+    def _serialise(self, group: Sequence[Outgoing], chain: _Chain) -> list[Record] | OutboxError:
+        """One append's drafts as records, or the error refusing that append alone."""
+        mark = chain.copy()
+        out: list[Record] = []
+        try:
+            for draft in group:
+                out.append(chain.record(draft, self.site, self.gateway))
+        except (ValueError, TypeError) as exc:  # not JSON: NaN, bytes, an object...
+            chain.restore(mark)
+            return OutboxError(f"a record could not be serialised, refused: {exc}")
+        return out
+
+    def _replace_report(self, ev: Eviction, chain: _Chain) -> tuple[Record, int]:
+        """Write one eviction report, replacing the one still queued (merged into it).
+
+        Returns the new report and the payload bytes of the one it replaced (0 if none).
+        """
+        db = self._db
+        assert db is not None
+        gone = 0
+        if self._report_pos is not None:
+            row = db.execute(
+                "DELETE FROM records WHERE seq = ? RETURNING env_seq, payload",
+                (self._report_pos,),
+            ).fetchone()
+            if row is not None:
+                old = Eviction.from_data(json.loads(row[1])["data"])
+                old.superseded.append(int(row[0]))
+                old.merge(ev)
+                ev = old
+                gone = len(row[1])
+        draft = Draft(
+            topic=EVICTION_TOPIC,
+            schema="outbox_evicted/1",
+            device=None,
+            ts=self._clock(),
+            data={
+                "count": ev.count,
+                "bytes": ev.bytes,
+                "by_priority": ev.by_priority,
+                "seq_ranges": merge_ranges(ev.ranges, [[s, s] for s in ev.superseded]),
+                "media": ev.media,
+                "superseded": sorted(ev.superseded)[-MAX_REPORT_RANGES:],
+                "refused": ev.refused,
+                "shed": ev.shed,
+                "disk_full": self.stats.disk_full,
+                "max_bytes": self.max_bytes,
+            },
+            # Never evicted: it is what lets central tell a gap from a loss.
+            priority=Priority.ALARM,
+        )
+        record = chain.record(draft, self.site, self.gateway)
+        db.execute(
+            "INSERT INTO records"
+            " (seq, id, topic, payload, priority, retain, content_type, env_seq)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            _row(record),
+        )
+        return record, gone
+
+    def _evict_sync(self, *, target: int) -> Eviction:
+        """Evict in a transaction of its own (disk full: make room before retrying).
+
+        What it dropped is written to ``meta`` in the same transaction, so a report
+        follows even if the process dies before the next commit.
+        """
         db = self._db
         assert db is not None
         db.execute("BEGIN IMMEDIATE")
-        ev = self._evict_rows(self.stats.bytes, target=target, below=below)
-        db.execute("COMMIT")
+        try:
+            ev = self._evict_rows(self.stats.bytes, target=target)
+            merged = Eviction()
+            merged.merge(self._unreported)
+            merged.merge(ev)
+            db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('unreported', ?)",
+                (merged.to_json(),),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            self._db_rollback()
+            raise
+        self._unreported = merged
         self.stats.bytes -= ev.bytes
         self.stats.depth -= ev.count
         self.stats.evicted_total += ev.count
         self.stats.evicted_bytes_total += ev.bytes
         return ev
 
-    def _evict_rows(self, size: int, *, target: int, below: Priority) -> Eviction:
-        """Delete lowest-priority, oldest records until at most ``target`` bytes remain."""
+    def _evict_rows(self, size: int, *, target: int) -> Eviction:
+        """Delete lowest-priority, oldest records until at most ``target`` bytes remain.
+
+        Alarms (and the eviction report) are never deleted.
+        """
         db = self._db
         assert db is not None
         ev = Eviction()
         rows = db.execute(
             "SELECT seq, env_seq, priority, LENGTH(payload) FROM records WHERE priority < ?"
             " ORDER BY priority, seq",
-            (int(below),),
+            (int(Priority.ALARM),),
         )
         for pos, env_seq, priority, length in rows.fetchall():
             if size - ev.bytes <= target:
@@ -551,11 +1019,12 @@ class Outbox:
             if env_seq is None:
                 ev.media += 1
             else:
-                ev.seqs.append(env_seq)
+                ev.ranges.append([env_seq, env_seq])
             ev.bytes += length
             name = Priority(priority).name.lower()
             ev.by_priority[name] = ev.by_priority.get(name, 0) + 1
         if ev.positions:
             db.executemany("DELETE FROM records WHERE seq = ?", [(p,) for p in ev.positions])
         ev.count = len(ev.positions)
+        ev.ranges = merge_ranges(ev.ranges, [])
         return ev

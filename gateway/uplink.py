@@ -1,13 +1,29 @@
 """The MQTT uplink: drains the outbox to the central broker, QoS 1, in order.
 
-paho-mqtt 2.x runs its network loop on its own thread (``loop_start``), which also
-reconnects with capped exponential backoff. Its callbacks only hand events to the
-asyncio loop (``call_soon_threadsafe``); all uplink state lives on the event loop.
+One paho-mqtt client per connection. Each connection runs paho's network loop on its
+own thread (``loop_start``) with paho's own reconnection turned off: the uplink decides
+when to connect again. Callbacks only hand events to the asyncio loop
+(``call_soon_threadsafe``) and carry the client they came from, so a late event of a
+dead connection is ignored. All uplink state lives on the event loop.
 
-- at most ``inflight`` records are unacknowledged at once; a record is removed from
-  the outbox only when its PUBACK arrives with a success reason code;
-- paho keeps unacknowledged QoS 1 messages across a reconnect and sends them again
-  (DUP set), so nothing is skipped; consumers de-duplicate by record ``id``;
+Delivery rules (what "an outage loses nothing" rests on):
+
+- a record leaves the outbox only on a PUBACK with a success reason code;
+- on every connection the uplink starts again from the oldest record still in the
+  outbox: everything not acknowledged before the link dropped (in flight, handed to a
+  client whose socket was already dead, refused) goes again, in queue order, before
+  anything newer. Nothing depends on a client library's resend queue; consumers
+  de-duplicate the repeats by record ``id``;
+- at most ``inflight`` records are unacknowledged at once;
+- a broker that is unreachable (connection refused, no route, timeout) is tried again
+  every :data:`PROBE_INTERVAL_S`, whatever the outage length, so the backlog starts
+  to flow about a second after the broker is back; a broker that answers but refuses
+  (TLS verification, credentials, a CONNACK error, a session that drops at once) is
+  tried again with capped exponential backoff (``reconnect_min_s`` ..
+  ``reconnect_max_s``);
+- a record the broker refuses in its PUBACK (a failure reason code, e.g. not
+  authorised) stays in the outbox, is reported (``rejected_total``, ``last_error``, a
+  log line once per record) and is sent again, oldest first, after a backoff delay;
 - ``{root}/status`` carries ``online`` (retained) after every connect and ``offline``
   as the Last Will and on orderly shutdown;
 - TLS, when configured, always verifies the server certificate and host name; there
@@ -20,9 +36,11 @@ import asyncio
 import json
 import random
 import ssl
-import sys
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +50,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from gateway.backoff import Backoff
 from gateway.commands import REPLY_WINDOW, Handler, Reply, error_reply, parse_request
 from gateway.config import GatewayConfig
 from gateway.errors import CommandError, ConfigError, GatewayError
@@ -54,6 +73,7 @@ class UplinkStats:
         self.commands_total = 0
         self.commands_failed = 0
         self.rejected_total = 0
+        self.resent_total = 0
         self.last_error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -61,7 +81,7 @@ class UplinkStats:
         return dict(vars(self))
 
 
-def _status_payload(state: str, config: GatewayConfig) -> bytes:
+def _status_payload(state: str, config: GatewayConfig, **extra: Any) -> bytes:
     return json.dumps(
         {
             "schema": "status/1",
@@ -69,6 +89,7 @@ def _status_payload(state: str, config: GatewayConfig) -> bytes:
             "ts": rfc3339(datetime.now(UTC)),
             "site": config.gateway.site,
             "gateway": config.gateway.id,
+            **extra,
         },
         separators=(",", ":"),
     ).encode()
@@ -101,14 +122,19 @@ def _content_properties(content_type: str, packet: int = PacketTypes.PUBLISH) ->
 
 
 def build_client(config: GatewayConfig) -> mqtt.Client:
-    """A configured (not yet connected) paho client: MQTT 5, Last Will, TLS, credentials."""
+    """A configured (not yet connected) paho client: MQTT 5, Last Will, TLS, credentials.
+
+    One client serves one connection; paho's own reconnection is off.
+    """
     cfg = config.mqtt
     client_id = cfg.client_id or f"edge-gateway-{config.gateway.site}-{config.gateway.id}"
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv5,
+        reconnect_on_failure=False,  # the uplink reconnects (a fresh client each time)
+    )
     client.max_inflight_messages_set(cfg.inflight)
-    # Full jitter on the first delay keeps a fleet from reconnecting in lockstep.
-    first = random.uniform(cfg.reconnect_min_s, 2 * cfg.reconnect_min_s)
-    client.reconnect_delay_set(min_delay=max(1, round(first)), max_delay=int(cfg.reconnect_max_s))
     client.will_set(
         f"{config.gateway.root}/status",
         _status_payload("offline", config),
@@ -141,6 +167,94 @@ def build_client(config: GatewayConfig) -> mqtt.Client:
     return client
 
 
+PROBE_INTERVAL_S = 1.0
+"""How often an unreachable broker is tried again, whatever the outage length.
+
+A refused TCP connect costs one SYN and its RST: trying every second is cheaper than
+the records an exponential backoff would leave waiting after the broker is back."""
+CONNECT_TIMEOUT_S = 10.0
+"""From starting a connection attempt to its CONNACK."""
+STABLE_SESSION_S = 10.0
+"""A session that lasted this long resets the refusal backoff."""
+READ_BATCH = 512
+"""Records read from the outbox at once (a backlog is read in large slices)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkEvent:
+    """What happened to one connection attempt (for ``on_link`` observers).
+
+    ``kind`` is ``connected``, ``unreachable`` (no transport or TLS session: ``detail``
+    is the exception), ``refused`` (the broker's CONNACK refused: ``detail`` is the
+    reason code) or ``lost`` (an established session ended: ``detail`` is the reason).
+    """
+
+    kind: str
+    detail: Any = None
+
+
+class _Connection:
+    """One paho client and the events of its one connection, delivered on the loop."""
+
+    def __init__(self, uplink: Uplink) -> None:
+        self.uplink = uplink
+        self.client = build_client(uplink.config)
+        self.connected = asyncio.Event()
+        self.ended = asyncio.Event()
+        self.end: LinkEvent | None = None
+        self.started = time.monotonic()
+        self.window = uplink.config.mqtt.inflight
+        """Unacknowledged records at once: ``mqtt.inflight``, or less if the broker says."""
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = uplink._on_publish_from(self.client)
+        self.client.on_message = uplink._on_message
+
+    def open(self) -> None:
+        """Connect (blocking: run in a thread) and start the network thread."""
+        cfg = self.uplink.config.mqtt
+        self.client.connect(cfg.host, cfg.port, keepalive=cfg.keepalive)
+        self.client.loop_start()
+
+    def close(self) -> None:
+        """Disconnect and join the network thread (blocking: run in a thread)."""
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_connect(
+        self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, props: Properties | None
+    ) -> None:
+        if reason.is_failure:
+            self.uplink._call(self._ended, LinkEvent("refused", reason))
+            return
+        up = self.uplink
+        # MQTT 5 §3.2.2.3.3: the broker's Receive Maximum caps our unacknowledged QoS 1
+        # publishes (mosquitto announces max_inflight_messages, 20 as shipped, and answers
+        # the excess with PUBACK 0x97 "quota exceeded"). paho does not apply it itself.
+        # Records leave room for the status message and a command's reply window.
+        announced = getattr(props, "ReceiveMaximum", None) if props is not None else None
+        if isinstance(announced, int) and announced > 0:
+            self.window = max(1, min(self.window, announced - 1 - REPLY_WINDOW))
+        client.publish(
+            f"{up.root}/status",
+            _status_payload("online", up.config, **up.status_extra),
+            qos=1,
+            retain=True,
+            properties=_json_properties(),
+        )
+        if up.commands:
+            client.subscribe(f"{up.root}/cmd/+", qos=1)
+        up._call(self.connected.set)
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        self.uplink._call(self._ended, LinkEvent("lost", reason))
+
+    def _ended(self, event: LinkEvent) -> None:
+        if self.end is None:  # a refusal is followed by a disconnect: keep the first
+            self.end = event
+        self.ended.set()
+
+
 class Uplink:
     """Publishes outbox records in queue order with a bounded in-flight window."""
 
@@ -151,27 +265,36 @@ class Uplink:
         self.stats = UplinkStats()
         self.on_acked: list[Callable[[Record], None]] = []
         """Called with every record the broker acknowledged (``gatewayctl tail``)."""
+        self.status_extra: dict[str, Any] = {"disk_full": False}
+        """Fields the retained ``online`` status carries besides the required ones."""
+        self.on_link: list[Callable[[LinkEvent], None]] = []
+        """Called with every connection event (tests, diagnostics)."""
         self.commands: dict[str, Handler] = {}
         """Command name -> handler; ``{root}/cmd/+`` is subscribed when there is one."""
         self._command_tasks: set[asyncio.Task[None]] = set()
         self._reply_acks: dict[int, asyncio.Future[bool]] = {}
-        self._client = build_client(config)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._conn: _Connection | None = None
         self._connected = asyncio.Event()
         self._window_open = asyncio.Event()
         self._inflight: dict[int, Record] = {}
+        self._queue: deque[Record] = deque()
+        """Read from the outbox, not yet handed to the client (this connection)."""
         self._cursor = 0
+        """Queue position of the newest record read from the outbox (this connection)."""
+        self._rejected: dict[int, Record] = {}
+        """Refused in a PUBACK: position -> record, sent again after ``_retry_at``."""
+        self._retry_at = 0.0
+        self._rejected_backoff = Backoff(
+            base_s=config.mqtt.reconnect_min_s,
+            cap_s=max(config.mqtt.reconnect_min_s, config.mqtt.reconnect_max_s),
+        )
+        self._conn_lasted = 0.0
         self._task: asyncio.Task[None] | None = None
         self._status_mid: int | None = None
         self._offline_acked = asyncio.Event()
         self._closing = False
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_connect_fail = self._on_connect_fail
-        self._refused = False
-        self._client.on_publish = self._on_publish
-        self._client.on_message = self._on_message
-        self._acks: list[tuple[int, bool, str]] = []
+        self._acks: list[tuple[mqtt.Client, int, bool, str]] = []
         self._acks_lock = threading.Lock()
         self._acks_scheduled = False
 
@@ -179,10 +302,7 @@ class Uplink:
 
     async def __aenter__(self) -> Uplink:
         self._loop = asyncio.get_running_loop()
-        cfg = self.config.mqtt
-        self._client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive)
-        self._client.loop_start()
-        self._task = self._loop.create_task(self._publish_loop(), name="uplink-publish")
+        self._task = self._loop.create_task(self._run(), name="uplink")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -192,8 +312,11 @@ class Uplink:
         for task in list(self._command_tasks):
             task.cancel()
         await asyncio.gather(*self._command_tasks, return_exceptions=True)
+        conn = self._conn
+        if conn is None:
+            return
         if self._connected.is_set():
-            info = self._client.publish(
+            info = conn.client.publish(
                 f"{self.root}/status",
                 _status_payload("offline", self.config),
                 qos=1,
@@ -207,17 +330,19 @@ class Uplink:
             except TimeoutError:
                 log.warning("broker did not acknowledge 'offline' in time")
         self._closing = True
-        await asyncio.to_thread(self._shutdown_client)
-
-    def _shutdown_client(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+        self._conn = None
+        await asyncio.to_thread(conn.close)
 
     async def drained(self, timeout_s: float) -> bool:
         """Wait until every committed record was acknowledged (or timeout); True if so."""
         try:
             async with asyncio.timeout(timeout_s):
-                while self._inflight or self._cursor < self.outbox.stats.last_pos:
+                while (
+                    self._inflight
+                    or self._queue
+                    or self._rejected
+                    or self._cursor < self.outbox.stats.last_pos
+                ):
                     if not self._connected.is_set():
                         return False
                     self._window_open.clear()
@@ -226,105 +351,99 @@ class Uplink:
             return False
         return True
 
+    def update_status(self, **extra: Any) -> None:
+        """Change fields of the retained ``online`` status; sent at once if connected."""
+        self.status_extra.update(extra)
+        conn = self._conn
+        if conn is not None and self._connected.is_set():
+            conn.client.publish(
+                f"{self.root}/status",
+                _status_payload("online", self.config, **self.status_extra),
+                qos=1,
+                retain=True,
+                properties=_json_properties(),
+            )
+
     @property
     def inflight(self) -> int:
         """Records handed to the broker and not yet acknowledged."""
         return len(self._inflight)
 
-    # -- publishing (event loop) -------------------------------------------------------
+    # -- connections (event loop) ------------------------------------------------------
 
-    async def _publish_loop(self) -> None:
-        window = self.config.mqtt.inflight
-        json_props = _json_properties()
-        media_props: dict[str, Properties] = {}
-        while True:
-            await self._connected.wait()
-            if len(self._inflight) >= window:
-                self._window_open.clear()
-                await self._window_open.wait()
-                continue
-            self.outbox.changed.clear()
-            batch = await self.outbox.read_after(self._cursor, window - len(self._inflight))
-            if not batch:
-                await self.outbox.changed.wait()
-                continue
-            for record in batch:
-                if not self._connected.is_set():
-                    break
-                props = json_props
-                if record.content_type is not None:
-                    props = media_props.get(record.content_type) or media_props.setdefault(
-                        record.content_type, _content_properties(record.content_type)
-                    )
-                info = self._client.publish(
-                    f"{self.root}/{record.topic}",
-                    record.payload,
-                    qos=1,
-                    retain=record.retain,
-                    properties=props,
-                )
-                self._inflight[info.mid] = record
-                self._cursor = record.pos
-                self.stats.published_total += 1
-
-    # -- paho callbacks (paho's thread) -> event loop ----------------------------------
-
-    def _call(self, fn: Callable[..., None], *args: Any) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(fn, *args)
-
-    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        if reason.is_failure:
-            self._call(self._refuse, f"broker refused connection: {reason}")
-            return
-        client.publish(
-            f"{self.root}/status",
-            _status_payload("online", self.config),
-            qos=1,
-            retain=True,
-            properties=_json_properties(),
+    async def _run(self) -> None:
+        """Connect, publish until the session ends, and connect again; forever."""
+        backoff = Backoff(
+            base_s=self.config.mqtt.reconnect_min_s,
+            cap_s=max(self.config.mqtt.reconnect_min_s, self.config.mqtt.reconnect_max_s),
         )
-        if self.commands:
-            client.subscribe(f"{self.root}/cmd/+", qos=1)
-        self._call(self._up)
+        while True:
+            event = await self._session()
+            self._event(event)
+            if event.kind == "unreachable" and not isinstance(event.detail, ssl.SSLError):
+                # Nobody listens: knocking again is cheap, waiting longer only delays
+                # the backlog once the broker is back.
+                delay = random.uniform(0.5, 1.0) * PROBE_INTERVAL_S
+            elif event.kind == "lost" and self._conn_lasted >= STABLE_SESSION_S:
+                backoff.reset()
+                delay = random.uniform(0.1, 0.5) * PROBE_INTERVAL_S
+            else:  # refused, a TLS failure, or a session that dropped at once
+                delay = backoff.next_delay()
+            await asyncio.sleep(delay)
 
-    def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
-        # paho passes no exception, but calls this inside its ``except OSError`` block.
-        exc = sys.exc_info()[1]
-        cfg = self.config.mqtt
-        detail = f": {exc}" if exc is not None else ""
-        self._call(self._failed, f"cannot connect to {cfg.host}:{cfg.port}{detail}")
+    async def _session(self) -> LinkEvent:
+        """One connection from attempt to end; returns how it ended.
 
-    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        self._call(self._down, str(reason))
+        On cancellation (shutdown) the connection is left to :meth:`__aexit__`, which
+        says ``offline`` on it before closing it.
+        """
+        conn = _Connection(self)
+        self._conn = conn
+        self._conn_lasted = 0.0
+        try:
+            end = await self._attempt(conn)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            await self._teardown(conn)
+            raise
+        await self._teardown(conn)
+        return end
 
-    def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, reason: Any, _p: Any) -> None:
-        # PUBACKs arrive in bursts: hand them over in batches, one loop wake-up per batch.
-        with self._acks_lock:
-            failed = reason.is_failure
-            self._acks.append((mid, failed, str(reason) if failed else ""))
-            if self._acks_scheduled:
-                return
-            self._acks_scheduled = True
-        self._call(self._drain_acks)
+    async def _attempt(self, conn: _Connection) -> LinkEvent:
+        try:
+            await asyncio.to_thread(conn.open)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            return LinkEvent("unreachable", exc)
+        connected = asyncio.ensure_future(conn.connected.wait())
+        ended = asyncio.ensure_future(conn.ended.wait())
+        try:
+            await asyncio.wait(
+                {connected, ended}, timeout=CONNECT_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            connected.cancel()
+            ended.cancel()
+        if not conn.connected.is_set() or conn.ended.is_set():
+            return conn.end or LinkEvent("unreachable", TimeoutError("no CONNACK in time"))
+        self._up()
+        publisher = asyncio.ensure_future(self._publish_loop(conn))
+        try:
+            await conn.ended.wait()
+        finally:
+            publisher.cancel()
+            await asyncio.gather(publisher, return_exceptions=True)
+            self._conn_lasted = time.monotonic() - conn.started
+        return conn.end or LinkEvent("lost", "disconnected")
 
-    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        props = msg.properties
-        response = getattr(props, "ResponseTopic", None) if props else None
-        correlation = getattr(props, "CorrelationData", None) if props else None
-        name = msg.topic.rsplit("/", 1)[-1]
-        self._call(self._command, name, bytes(msg.payload), response, correlation)
-
-    def _drain_acks(self) -> None:
-        with self._acks_lock:
-            acks, self._acks = self._acks, []
-            self._acks_scheduled = False
-        for mid, failed, reason in acks:
-            self._acked(mid, failed, reason)
+    async def _teardown(self, conn: _Connection) -> None:
+        self._connected.clear()
+        self.outbox.link(False)
         self._window_open.set()
-
-    # -- state changes (event loop) ----------------------------------------------------
+        self.stats.resent_total += len(self._inflight)
+        if self._conn is conn:
+            self._conn = None
+        await asyncio.to_thread(conn.close)
 
     def _up(self) -> None:
         self.stats.connects_total += 1
@@ -340,13 +459,27 @@ class Uplink:
         self.stats.connected = True
         self.stats.since = rfc3339(datetime.now(UTC))
         self.stats.last_error = None
+        # Start again from the oldest record in the outbox: whatever the last
+        # connection had not had acknowledged goes again, in order.
+        self._inflight.clear()
+        self._queue.clear()
+        self._rejected.clear()
+        self._cursor = 0
         self._connected.set()
+        self.outbox.link(True)
+        self._notify(LinkEvent("connected"))
 
-    def _down(self, reason: str) -> None:
-        if self._refused:  # paho follows a refused CONNACK with a disconnect ('Protocol error')
-            self._refused = False
-            reason = self.stats.last_error or reason
-        if self.stats.connected and not self._closing:
+    def _event(self, event: LinkEvent) -> None:
+        """A connection attempt or session ended: log once per change, keep the reason."""
+        detail = event.detail
+        cfg = self.config.mqtt
+        if event.kind == "unreachable":
+            reason = f"cannot connect to {cfg.host}:{cfg.port}: {detail}"
+        elif event.kind == "refused":
+            reason = f"broker refused connection: {detail}"
+        else:
+            reason = str(detail)
+        if event.kind == "lost" and self.stats.connected:
             self.stats.disconnects_total += 1
             log.warning(
                 "uplink lost; records stay in the outbox until it returns",
@@ -354,19 +487,110 @@ class Uplink:
                 inflight=len(self._inflight),
             )
             self.stats.since = rfc3339(datetime.now(UTC))
+        elif self.stats.last_error != reason:
+            log.error("uplink connection failed", reason=reason)
         self.stats.connected = False
         self.stats.last_error = reason
-        self._connected.clear()
+        self._notify(event)
+
+    def _notify(self, event: LinkEvent) -> None:
+        for callback in self.on_link:
+            callback(event)
+
+    # -- publishing (event loop) -------------------------------------------------------
+
+    async def _publish_loop(self, conn: _Connection) -> None:
+        window = conn.window
+        json_props = _json_properties()
+        media_props: dict[str, Properties] = {}
+        while True:
+            if len(self._inflight) >= window:
+                self._window_open.clear()
+                await self._window_open.wait()
+                continue
+            record = await self._next_record()
+            if record is None:
+                continue
+            props = json_props
+            if record.content_type is not None:
+                props = media_props.get(record.content_type) or media_props.setdefault(
+                    record.content_type, _content_properties(record.content_type)
+                )
+            info = conn.client.publish(
+                f"{self.root}/{record.topic}",
+                record.payload,
+                qos=1,
+                retain=record.retain,
+                properties=props,
+            )
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                # The socket is already gone: the record goes again on the next connection.
+                await conn.ended.wait()
+                return
+            self._inflight[info.mid] = record
+            self.stats.published_total += 1
+
+    async def _next_record(self) -> Record | None:
+        """The next record to hand over: refused ones when due (oldest first), then new.
+
+        Returns None after waiting for something to change (the caller loops).
+        """
+        if self._rejected and time.monotonic() >= self._retry_at:
+            pos = min(self._rejected)
+            return self._rejected.pop(pos)
+        if not self._queue:
+            self.outbox.changed.clear()
+            batch = await self.outbox.read_after(self._cursor, READ_BATCH)
+            if batch:
+                self._queue.extend(batch)
+                self._cursor = batch[-1].pos
+        if self._queue:
+            return self._queue.popleft()
+        waits = [asyncio.ensure_future(self.outbox.changed.wait())]
+        timeout = max(0.0, self._retry_at - time.monotonic()) if self._rejected else None
+        try:
+            await asyncio.wait(waits, timeout=timeout)
+        finally:
+            for w in waits:
+                w.cancel()
+        return None
+
+    # -- paho callbacks (paho's thread) -> event loop ----------------------------------
+
+    def _call(self, fn: Callable[..., None], *args: Any) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(fn, *args)
+
+    def _on_publish_from(self, client: mqtt.Client) -> Callable[..., None]:
+        def on_publish(_c: mqtt.Client, _u: Any, mid: int, reason: Any, _p: Any) -> None:
+            # PUBACKs arrive in bursts: hand them over in batches, one loop wake-up each.
+            with self._acks_lock:
+                failed = reason.is_failure
+                self._acks.append((client, mid, failed, str(reason) if failed else ""))
+                if self._acks_scheduled:
+                    return
+                self._acks_scheduled = True
+            self._call(self._drain_acks)
+
+        return on_publish
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        props = msg.properties
+        response = getattr(props, "ResponseTopic", None) if props else None
+        correlation = getattr(props, "CorrelationData", None) if props else None
+        name = msg.topic.rsplit("/", 1)[-1]
+        self._call(self._command, name, bytes(msg.payload), response, correlation)
+
+    def _drain_acks(self) -> None:
+        with self._acks_lock:
+            acks, self._acks = self._acks, []
+            self._acks_scheduled = False
+        conn = self._conn
+        for client, mid, failed, reason in acks:
+            if conn is not None and client is conn.client:  # else: a dead connection's
+                self._acked(mid, failed, reason)
         self._window_open.set()
-
-    def _failed(self, reason: str) -> None:
-        if self.stats.last_error != reason:
-            log.error("uplink connection refused", reason=reason)
-        self._down(reason)
-
-    def _refuse(self, reason: str) -> None:
-        self._failed(reason)
-        self._refused = True
 
     def _acked(self, mid: int, failed: bool, reason: str) -> None:
         """One PUBACK; the caller opens the window once for its whole batch."""
@@ -381,11 +605,21 @@ class Uplink:
         if record is None:
             return
         if failed:
-            # Kept in the outbox: it is sent again after the next restart.
+            # Kept in the outbox and sent again, oldest first, after a backoff delay.
             self.stats.rejected_total += 1
             self.stats.last_error = f"broker rejected {record.topic} (seq {record.seq}): {reason}"
-            log.error("broker rejected a record", seq=record.seq, topic=record.topic, reason=reason)
+            if record.pos not in self._rejected:
+                log.error(
+                    "broker rejected a record; it stays queued and is retried",
+                    seq=record.seq,
+                    topic=record.topic,
+                    reason=reason,
+                )
+            self._rejected[record.pos] = record
+            self._retry_at = time.monotonic() + self._rejected_backoff.next_delay()
             return
+        if not self._rejected:
+            self._rejected_backoff.reset()
         self.stats.acked_total += 1
         self.outbox.ack(record.pos)
         for callback in self.on_acked:
@@ -448,7 +682,14 @@ class Uplink:
         if correlation is not None:
             props.CorrelationData = correlation
         props.UserProperty = [("part", str(part)), ("last", "true" if last else "false")]
-        info = self._client.publish(topic, reply.body, qos=1, properties=props)
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        conn = self._conn
+        if conn is None:
+            future.set_result(False)
+            return future
+        info = conn.client.publish(topic, reply.body, qos=1, properties=props)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            future.set_result(False)
+            return future
         self._reply_acks[info.mid] = future
         return future

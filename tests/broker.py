@@ -50,7 +50,12 @@ def wait_port(port: int, timeout_s: float = 10.0) -> None:
 class Mosquitto:
     """One mosquitto process that can be stopped and restarted on the same port."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, *, stock_inflight: bool = False
+    ) -> None:
+        """``stock_inflight`` keeps mosquitto's default ``max_inflight_messages`` (20),
+        which it announces as its MQTT 5 Receive Maximum and enforces with PUBACK
+        "quota exceeded" (0x97): what a broker installed as it ships does."""
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(binary).exists():
             raise RuntimeError("mosquitto is not installed: apt-get install mosquitto")
@@ -64,8 +69,9 @@ class Mosquitto:
             "persistence true\n"
             f"persistence_location {workdir}/\n"
             "max_queued_messages 100000\n"
-            "max_inflight_messages 0\n"
-            "log_dest none\n" + ("user root\n" if os.geteuid() == 0 else "")
+            + ("" if stock_inflight else "max_inflight_messages 0\n")
+            + "log_dest none\n"
+            + ("user root\n" if os.geteuid() == 0 else "")
             # Started as root, mosquitto drops to user 'mosquitto', which cannot write its
             # persistence file into pytest's private tmp dir: the sessions the outage
             # tests rely on would silently not survive the restart.

@@ -4,20 +4,18 @@ Each broker has two listeners: a TLS one the gateway is pointed at, and a plain
 loopback one for the test's central subscriber (so central sees exactly what the
 gateway managed to publish, and nothing is configured on central's side to pass).
 
-Connection attempts are observed through paho's own callbacks (wrapped after the
-uplink's, so the uplink has handled each event before the test looks): the tests wait
-for "the first attempt failed" instead of sleeping.
+Connection attempts are observed through the uplink's ``on_link`` events (sent after
+the uplink has handled each one): the tests wait for "the first attempt failed"
+instead of sleeping.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 import ssl
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +26,7 @@ import pytest
 
 from gateway.outbox import Outbox
 from gateway.records import Draft, Priority
-from gateway.uplink import Uplink
+from gateway.uplink import LinkEvent, Uplink
 from tests.broker import Central, Mosquitto, free_port, wait_port
 from tests.helpers import make_config
 from tests.tls import Leaf, Pki, make_pki
@@ -117,35 +115,20 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path, pki: Pki) -> Iterator
 
 
 class LinkWatch:
-    """What paho reports about each connection attempt of an uplink, in order.
+    """What the uplink reports about each connection attempt, in order.
 
-    Wraps the client's ``on_connect``/``on_connect_fail``/``on_disconnect`` (whatever
-    the uplink installed runs first), so when :meth:`wait_for` returns the uplink's own
-    handling of the same event is already done: both go through ``call_soon_threadsafe``.
-    Must be installed before the uplink is entered (it connects at once).
+    Subscribes to the uplink's ``on_link`` events, which it sends after handling each
+    one, so when :meth:`wait_for` returns the uplink's state already reflects it: the
+    tests wait for "the first attempt failed" instead of sleeping.
     """
 
     def __init__(self, uplink: Uplink) -> None:
         self.events: list[tuple[str, Any]] = []
-        self._loop = asyncio.get_running_loop()
         self._changed = asyncio.Event()
-        client = uplink._client
-        for name in ("on_connect", "on_connect_fail", "on_disconnect"):
-            setattr(client, name, self._wrap(name, getattr(client, name)))
+        uplink.on_link.append(self._record)
 
-    def _wrap(self, name: str, inner: Callable[..., None] | None) -> Callable[..., None]:
-        def callback(*args: Any) -> None:
-            if inner is not None:
-                inner(*args)
-            # on_connect_fail gets no exception: paho calls it inside its `except OSError`.
-            detail = sys.exc_info()[1] if name == "on_connect_fail" else args[3]
-            with contextlib.suppress(RuntimeError):  # the loop may be closed at shutdown
-                self._loop.call_soon_threadsafe(self._record, name, detail)
-
-        return callback
-
-    def _record(self, name: str, detail: Any) -> None:
-        self.events.append((name, detail))
+    def _record(self, event: LinkEvent) -> None:
+        self.events.append((event.kind, event.detail))
         self._changed.set()
 
     def of(self, name: str) -> list[Any]:
@@ -155,7 +138,7 @@ class LinkWatch:
     @property
     def refusals(self) -> int:
         """Attempts that ended without a session: transport/TLS failures and drops."""
-        return len(self.of("on_connect_fail")) + len(self.of("on_disconnect"))
+        return sum(len(self.of(k)) for k in ("unreachable", "refused", "lost"))
 
     async def wait_for(self, predicate: Callable[[LinkWatch], bool], timeout_s: float) -> None:
         """Wait until ``predicate(self)`` holds, woken by each event."""
@@ -214,7 +197,7 @@ async def assert_never_delivers(
             await watch.wait_for(until, 10)
             assert not uplink.stats.connected
             assert uplink.stats.connects_total == 0
-            assert not [c for c in watch.of("on_connect") if not c.is_failure], watch.events
+            assert not watch.of("connected"), watch.events
             assert uplink.stats.acked_total == 0
             assert box.stats.depth == 1, "the record must stay in the outbox"
         assert from_gateway(central) == [], "nothing may reach central, not even 'online'"
@@ -281,7 +264,7 @@ async def test_server_certificate_from_an_untrusted_ca_is_refused(
         central,
         until=lambda w: w.refusals >= 1,
     )
-    failure = watch.of("on_connect_fail")[0]
+    failure = watch.of("unreachable")[0]
     assert isinstance(failure, ssl.SSLCertVerificationError), watch.events
     assert "certificate verify failed" in str(failure)
 
@@ -294,7 +277,7 @@ async def test_server_certificate_for_another_host_is_refused(
     watch = await assert_never_delivers(
         tmp_path, broker.tls_port, tls_extra(pki), central, until=lambda w: w.refusals >= 1
     )
-    failure = watch.of("on_connect_fail")[0]
+    failure = watch.of("unreachable")[0]
     assert isinstance(failure, ssl.SSLCertVerificationError), watch.events
     assert "mismatch" in failure.verify_message, failure.verify_message
 
@@ -310,9 +293,9 @@ async def test_no_plaintext_fallback_against_a_plain_listener(
         broker.port,
         tls_extra(pki),
         central,
-        until=lambda w: len(w.of("on_connect_fail")) >= 2,
+        until=lambda w: len(w.of("unreachable")) >= 2,
     )
-    assert all(isinstance(f, OSError) for f in watch.of("on_connect_fail")), watch.events
+    assert all(isinstance(f, OSError) for f in watch.of("unreachable")), watch.events
 
 
 @pytest.mark.parametrize("broker", [TlsListener(password=PASSWORD)], indirect=True)
@@ -328,7 +311,7 @@ async def test_wrong_password_is_refused_and_the_record_stays(
         central,
         until=lambda w: w.refusals >= 1,
     )
-    assert str(watch.of("on_connect")[0]) == "Not authorized", watch.events
+    assert str(watch.of("refused")[0]) == "Not authorized", watch.events
 
 
 # -- what stats.last_error says about a refusal ------------------------------------------
