@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import structlog
 
+from drivers.presence import Presence
 from gateway.config import DeviceSection
 from gateway.errors import DeviceError, FrameError
 from gateway.readings import Reading
@@ -64,6 +65,16 @@ class Driver(ABC):
         self.config = config
         self.counters = DriverCounters()
         self._opened = False
+
+    @classmethod
+    def presence(cls, config: DeviceSection) -> Presence | None:
+        """How to see this device come back after it was absent; None: nothing to watch.
+
+        While it waits out its backoff, the supervisor retries at once when the device,
+        seen absent, is present again (see :mod:`drivers.presence`); without a presence
+        it waits the backoff out. Drivers of a device on a port or a TCP target say how.
+        """
+        return None
 
     async def open(self) -> None:
         """Open the device; raises a :class:`DeviceError` subclass on failure."""

@@ -61,10 +61,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     """Print what the daemon is doing."""
     config = _load(args)
     status = request(config.control_socket, "status")
+    gw, up, ob = status["gateway"], status["uplink"], status["outbox"]
+    problems = (0 if up.get("connected") else 1) + (1 if ob.get("disk_full") else 0)
+    problems += sum(dev["state"] != "up" for dev in status["devices"].values())
     if args.json:
         print(json.dumps(status, indent=2, ensure_ascii=False))
-        return 0
-    gw, up, ob = status["gateway"], status["uplink"], status["outbox"]
+        return EXIT_PROBLEM if problems else 0
     print(
         f"gateway  {gw['site']}/{gw['id']}  v{gw['version']}  pid {gw['pid']}  "
         f"up {gw['uptime_s']:.0f} s  root {gw['root']}"
@@ -81,7 +83,16 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"disk full {ob['disk_full_total']}"
         + (f"  ERROR {ob['last_error']}" if ob.get("last_error") else "")
     )
-    problems = 0 if up.get("connected") else 1
+    if ob.get("disk_full"):
+        print(
+            f"         DISK FULL at {ob['path']}: alarms and events kept, telemetry evicted"
+            " first; free space on that filesystem (it recovers by itself)"
+        )
+    if ob.get("saturated"):
+        print(
+            f"         SATURATED: more offered than the uplink delivers; telemetry thinned"
+            f" ({ob.get('shed_total', 0)} shed)"
+        )
     for device_id, dev in status["devices"].items():
         counters = dev.get("counters") or {}
         print(
@@ -90,13 +101,11 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"frames {counters.get('readings', 0)} ok / {counters.get('bad_frames', 0)} bad  "
             f"restarts {dev['restarts_total']} ({dev.get('restarts_last_hour', 0)} last hour)"
         )
-        if dev["state"] not in ("up",):
-            problems += 1
-            if dev.get("last_error"):
-                print(
-                    f"         error: {dev['last_error']}"
-                    + (f" (retry in {dev['next_retry_s']} s)" if dev.get("next_retry_s") else "")
-                )
+        if dev["state"] not in ("up",) and dev.get("last_error"):
+            print(
+                f"         error: {dev['last_error']}"
+                + (f" (retry in {dev['next_retry_s']} s)" if dev.get("next_retry_s") else "")
+            )
     return EXIT_PROBLEM if problems else 0
 
 

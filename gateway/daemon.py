@@ -22,6 +22,7 @@ import structlog
 from gateway import __version__
 from gateway.config import GatewayConfig
 from gateway.control import ControlServer
+from gateway.errors import OutboxError
 from gateway.ocr.triggers import OCR_COMMAND, OcrCommand, WeighingTriggers, ocr_regions
 from gateway.outbox import Outbox
 from gateway.processors import processor_for
@@ -58,8 +59,11 @@ class Daemon:
 
             self.ocr = OcrService(self.emit)
         submit = self.ocr.submit if self.ocr is not None else None
+        state_dir = config.gateway.data_dir / "state"
         self.supervisors = [
-            DeviceSupervisor(device, self.emit, processor=processor_for(device, ocr=submit))
+            DeviceSupervisor(
+                device, self.emit, processor=processor_for(device, ocr=submit, state_dir=state_dir)
+            )
             for device in config.devices
             if device.enabled
         ]
@@ -67,6 +71,7 @@ class Daemon:
         self.stop = asyncio.Event()
         self.started_mono = time.monotonic()
         self.emit_errors = 0
+        self._background: set[asyncio.Task[None]] = set()
 
     async def emit(self, drafts: Sequence[Outgoing]) -> list[Record]:
         """Make drafts durable; the uplink picks them up from the outbox."""
@@ -116,6 +121,7 @@ class Daemon:
         )
         try:
             uplink = Uplink(self.config, self.outbox)
+            self.outbox.on_disk_full.append(self._disk_full)
             self._register_commands(uplink)
             async with self.outbox, uplink:
                 self.uplink = uplink
@@ -128,6 +134,7 @@ class Daemon:
                     finally:
                         if self.ocr is not None:
                             await self.ocr.aclose()
+                    await asyncio.gather(*self._background, return_exceptions=True)
                     notify("STOPPING=1")
                     log.info("gateway stopping")
                     await self.emit([s.stopped() for s in self.supervisors])
@@ -144,6 +151,22 @@ class Daemon:
         )
         return 0
 
+    def _disk_full(self, full: bool) -> None:
+        """The outbox's disk filled (or has room again): say so everywhere it is read."""
+        for s in self.supervisors:
+            s.health.storage = "disk_full" if full else "ok"
+        if self.uplink is not None:
+            self.uplink.update_status(disk_full=full)
+        task = asyncio.get_running_loop().create_task(self._record_states(), name="disk-state")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _record_states(self) -> None:
+        try:
+            await self.emit([s.health.draft() for s in self.supervisors])
+        except OutboxError as exc:
+            log.warning("could not record device states", error=str(exc))
+
     def _register_commands(self, uplink: Uplink) -> None:
         """Commands central may send, for the devices configured."""
         from drivers.xray.config import XrayFolderConfig  # noqa: PLC0415
@@ -159,6 +182,8 @@ class Daemon:
             uplink.commands[OCR_COMMAND] = OcrCommand(self.supervisors)
 
     async def _serve(self) -> None:
+        # A child that raised would cancel all of them: supervisors retry whatever fails
+        # (reporting a failure included), the state and watchdog loops skip a round.
         async with asyncio.TaskGroup() as group:
             tasks = [
                 group.create_task(s.run(), name=f"device-{s.config.id}") for s in self.supervisors
@@ -175,8 +200,12 @@ class Daemon:
                 task.cancel()
 
     async def _state_loop(self) -> None:
+        """Device states every minute; a round that cannot be recorded is not the end."""
         while True:
             await asyncio.sleep(STATE_INTERVAL_S)
-            drafts = [d for s in self.supervisors if (d := s.refresh()) is not None]
-            if drafts:
-                await self.emit(drafts)
+            try:
+                drafts = [d for s in self.supervisors if (d := s.refresh()) is not None]
+                if drafts:
+                    await self.emit(drafts)
+            except Exception:  # raising here would end every device's task with this one
+                log.exception("could not record device states; trying again next round")

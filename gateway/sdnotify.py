@@ -7,6 +7,7 @@ when it is unset (not under systemd, or Type=simple) every call is a no-op.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 
@@ -34,7 +35,12 @@ def watchdog_interval_s() -> float | None:
 
 
 async def watchdog_loop(interval_s: float) -> None:
-    """Ping ``WATCHDOG=1`` from the event loop: a stuck loop stops the pings."""
+    """Ping ``WATCHDOG=1`` from the event loop: a stuck loop stops the pings.
+
+    A ping that cannot be sent (systemd re-executing) is skipped, not raised: raising
+    would end the daemon's TaskGroup and with it every device.
+    """
     while True:
-        notify("WATCHDOG=1")
+        with contextlib.suppress(OSError):
+            notify("WATCHDOG=1")
         await asyncio.sleep(interval_s)

@@ -7,7 +7,13 @@ What a gate reader or an e-lock reports becomes:
   HARDWARE.md asks, so an alert the reader repeats until acknowledged, a frame sent
   twice, or a report re-sent after a reconnect is published once. The key travels in
   the record as ``dedup_key``: after a gateway restart the in-memory memory is gone
-  and central can still merge on it.
+  and central can still merge on it. A key is remembered only once its record is
+  durable (:meth:`SealProcessor.stored`): a record the outbox refused is drafted
+  again from the device's repeat, which the driver acknowledges only after that.
+  Without a device time (an e-lock that never had a fix sends zeros) the key cannot
+  tell two events apart, so the report's message serial and the gateway's receive
+  time stand in: a re-sent report (same serial) within :data:`UNTIMED_REPEAT_S` of
+  its last sighting is a repeat, anything else a new alarm.
 - ``event/seal`` (priority ``EVENT``): the other seal events (sealed, closed, opened
   with approval, low battery), de-duplicated the same way.
 - ``reading/{device}/seal`` and ``reading/{device}/position`` (priority
@@ -22,7 +28,8 @@ are kept as they came, since records are evidence; ``received`` is the gateway's
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -31,8 +38,8 @@ from pydantic import Field
 from drivers.eseal.jt808 import PositionReported
 from drivers.eseal.reader_codec import NoSealInRange, SealAlert, SealRead
 from gateway.config import DeviceSection
-from gateway.readings import Reading
-from gateway.records import Draft, Priority, rfc3339
+from gateway.readings import Reading, Stamp
+from gateway.records import Draft, Outgoing, Priority, rfc3339
 
 ALARM_TOPIC = "event/seal_alarm"
 EVENT_TOPIC = "event/seal"
@@ -50,6 +57,11 @@ JT808_ALARM_EVENTS: dict[str, str] = {
 DEDUP_MEMORY = 4096
 """Keys remembered for de-duplication (a reader repeats for minutes, not days)."""
 
+UNTIMED_REPEAT_S = 120.0
+"""A report without device time repeats a stored one (same terminal, event and message
+serial) only within this many seconds of its last sighting: a terminal re-sends an
+unanswered report within seconds, while its serial wraps or restarts after a reboot."""
+
 
 class SealKeys(DeviceSection):
     """``[[devices]]`` keys of e-seal readers and e-lock servers (used by the processor)."""
@@ -59,26 +71,62 @@ class SealKeys(DeviceSection):
     )
 
 
-class _Seen:
-    """A bounded memory of keys already published."""
+@dataclass(frozen=True, slots=True)
+class _Key:
+    """How one alarm or event is de-duplicated.
 
-    def __init__(self, size: int = DEDUP_MEMORY) -> None:
-        self._keys: OrderedDict[Hashable, None] = OrderedDict()
+    Attributes:
+        text: the ``dedup_key`` published in the record.
+        memory: what :class:`_Seen` remembers once the record is durable.
+        seen_at: the receive time (monotonic) of a key without device time, which
+            :class:`_Seen` remembers only for a while; ``None`` for a key with one.
+    """
+
+    text: str
+    memory: Hashable
+    seen_at: float | None
+
+
+def _dedup_key(
+    seal_id: str, event: str, when: datetime | None, at: Stamp, serial: int | None = None
+) -> _Key:
+    if when is not None:
+        text = f"{seal_id}/{event}/{rfc3339(when)}"
+        return _Key(text, text, None)
+    text = f"{seal_id}/{event}/received:{rfc3339(at.utc)}/serial:{serial}"
+    return _Key(text, (seal_id, event, serial), at.mono)
+
+
+class _Seen:
+    """A bounded memory of the alarms and events already stored.
+
+    A key with a device time is a repeat whenever it comes again; one without is a
+    repeat only within ``window_s`` of its last sighting (each repeat extends it).
+    """
+
+    def __init__(self, window_s: float = UNTIMED_REPEAT_S, size: int = DEDUP_MEMORY) -> None:
+        self._keys: OrderedDict[Hashable, float | None] = OrderedDict()  # -> last sighting
+        self._window_s = window_s
         self._size = size
 
-    def first_time(self, key: Hashable) -> bool:
-        """True the first time ``key`` is offered (then remembered)."""
-        if key in self._keys:
-            self._keys.move_to_end(key)
+    def repeat(self, key: _Key) -> bool:
+        """Whether ``key``'s alarm or event is already stored."""
+        if key.memory not in self._keys:
             return False
-        self._keys[key] = None
-        if len(self._keys) > self._size:
-            self._keys.popitem(last=False)
+        last = self._keys[key.memory]
+        if last is not None and key.seen_at is not None:
+            if key.seen_at - last > self._window_s:
+                return False
+            self._keys[key.memory] = key.seen_at
+        self._keys.move_to_end(key.memory)
         return True
 
-
-def _dedup_key(seal_id: str, event: str, when: datetime | None) -> str:
-    return f"{seal_id}/{event}/{rfc3339(when) if when else 'unknown'}"
+    def remember(self, key: _Key) -> None:
+        """``key``'s record is durable."""
+        self._keys[key.memory] = key.seen_at
+        self._keys.move_to_end(key.memory)
+        if len(self._keys) > self._size:
+            self._keys.popitem(last=False)
 
 
 def _status(read: SealRead | SealAlert) -> dict[str, bool]:
@@ -99,11 +147,18 @@ class SealProcessor:
         self.interval_s = interval_s
         self._seen = _Seen()
         self._last: dict[str, tuple[tuple[Any, ...], float]] = {}  # who -> (state, mono)
-        self._alarms: dict[str, frozenset[str]] = {}  # terminal -> alarm events last report
+        self._alarms: dict[str, frozenset[str]] = {}  # terminal -> alarm events stored raised
         self._in_range: bool | None = None
+        self._unstored: dict[str, tuple[_Key, tuple[str, str] | None]] = {}  # text -> key, raised
 
     def feed(self, reading: Reading) -> list[Draft]:
-        """One decoded message in, the records it calls for out."""
+        """One decoded message in, the records it calls for out.
+
+        Alarms and events are remembered (for de-duplication and rising edges) only
+        when :meth:`stored` says these drafts are durable; drafts of an earlier call
+        that never were are forgotten, so the device's repeat drafts them again.
+        """
+        self._unstored.clear()
         if isinstance(reading, SealAlert):
             return self._alert(reading)
         if isinstance(reading, SealRead):
@@ -120,8 +175,8 @@ class SealProcessor:
         event: str = alert.event
         if event == "opened":
             event = "opened_approved" if alert.approved_open else "opened_without_approval"
-        key = _dedup_key(alert.seal_id, event, alert.event_time)
-        if not self._seen.first_time(key):
+        key = _dedup_key(alert.seal_id, event, alert.event_time, alert.at)
+        if self._seen.repeat(key):
             return []
         data: dict[str, Any] = {
             "source": "reader",
@@ -131,7 +186,7 @@ class SealProcessor:
             "status": _status(alert),
             "reader": alert.reader,
             "sequence": alert.sequence,
-            "dedup_key": key,
+            "dedup_key": self._drafted(key),
             "received": rfc3339(alert.at.utc),
         }
         return [self._event(data, alert.event_time, alarm=alert.alarm)]
@@ -141,8 +196,8 @@ class SealProcessor:
         self._in_range = True
         if read.alarm:  # a latched tamper or an unapproved opening seen in a plain read
             event = "tampered" if read.tampered else "opened_without_approval"
-            key = _dedup_key(read.seal_id, event, read.seal_time)
-            if self._seen.first_time(key):
+            key = _dedup_key(read.seal_id, event, read.seal_time, read.at)
+            if not self._seen.repeat(key):
                 data = {
                     "source": "reader",
                     "seal_id": read.seal_id,
@@ -150,7 +205,7 @@ class SealProcessor:
                     "event_time": None,
                     "status": _status(read),
                     "reader": read.reader,
-                    "dedup_key": key,
+                    "dedup_key": self._drafted(key),
                     "received": rfc3339(read.at.utc),
                 }
                 drafts.append(self._event(data, read.at.utc, alarm=True))
@@ -189,8 +244,8 @@ class SealProcessor:
     def _position(self, report: PositionReported) -> list[Draft]:
         drafts: list[Draft] = []
         events = frozenset(JT808_ALARM_EVENTS[f] for f in report.alarms if f in JT808_ALARM_EVENTS)
-        raised = events - self._alarms.get(report.terminal, frozenset())
-        self._alarms[report.terminal] = events
+        before = self._alarms.get(report.terminal, frozenset())
+        resent = False
         position = {
             "lat": report.lat,
             "lon": report.lon,
@@ -201,9 +256,10 @@ class SealProcessor:
         }
         locked = "locked" in report.flags
         when = report.device_time or report.at.utc
-        for event in sorted(raised):
-            key = _dedup_key(report.terminal, event, report.device_time)
-            if not self._seen.first_time(key):
+        for event in sorted(events - before):
+            key = _dedup_key(report.terminal, event, report.device_time, report.at, report.serial)
+            if self._seen.repeat(key):
+                resent = True  # an older report again: its flags are the past
                 continue
             data = {
                 "source": "jt808",
@@ -214,10 +270,12 @@ class SealProcessor:
                 "locked": locked,
                 "position": position,
                 "serial": report.serial,
-                "dedup_key": key,
+                "dedup_key": self._drafted(key, (report.terminal, event)),
                 "received": rfc3339(report.at.utc),
             }
             drafts.append(self._event(data, when, alarm=True))
+        # An alarm raised now counts as raised once its record is durable (stored()).
+        self._alarms[report.terminal] = before if resent else events & before
         state = (locked, tuple(sorted(report.flags)), report.located)
         if self._due(report.terminal, state, report.at.mono):
             data = {
@@ -233,6 +291,27 @@ class SealProcessor:
         return drafts
 
     # -- shared ------------------------------------------------------------------------------
+
+    def stored(self, drafts: Sequence[Outgoing]) -> None:
+        """``drafts``, from the last :meth:`feed`, are durable: remember their alarms."""
+        for draft in drafts:
+            text = draft.data.get("dedup_key") if isinstance(draft, Draft) else None
+            unstored = self._unstored.pop(text, None) if isinstance(text, str) else None
+            if unstored is None:
+                continue
+            key, raised = unstored
+            self._seen.remember(key)
+            if raised is not None:
+                terminal, event = raised
+                self._alarms[terminal] = self._alarms.get(terminal, frozenset()) | {event}
+
+    def _drafted(self, key: _Key, raised: tuple[str, str] | None = None) -> str:
+        """``key``'s record is drafted, to be remembered once :meth:`stored`; its text.
+
+        ``raised``: the (terminal, alarm event) that counts as raised from then on.
+        """
+        self._unstored[key.text] = (key, raised)
+        return key.text
 
     def _due(self, who: str, state: tuple[Any, ...], mono: float) -> bool:
         """Whether a routine read of ``who`` is worth sending: news, or the period passed."""

@@ -3,7 +3,10 @@
 This is the only place reconnection lives. A failing device never takes the daemon
 down: every error, expected or not, ends in a logged state change and a retry after
 a capped, jittered delay. A failure is logged once when it starts and once when the
-device recovers, not at every retry.
+device recovers, not at every retry. A device that was absent (port path gone,
+connection refused) is retried as soon as it is back, whatever the delay had grown to
+(the driver's :meth:`~drivers.base.Driver.presence` says how to see it). Failing to
+record a failure (a full outbox) is logged and the retries go on.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from datetime import UTC, datetime
 import structlog
 
 from drivers.base import Driver
+from drivers.presence import Presence
 from gateway.backoff import Backoff
 from gateway.config import DeviceSection
 from gateway.errors import DeviceStalledError, DriverUnavailableError, GatewayError
@@ -66,12 +70,17 @@ class DeviceSupervisor:
                 await self._failed(log_, DeviceState.DOWN, f"internal error: {exc!r}")
             delay = self.backoff.next_delay()
             self.health.next_retry_s = round(delay, 2)
-            await asyncio.sleep(delay)
+            await self._wait_to_retry(log_, delay)
             self.health.restarted()
 
     async def _session(self) -> None:
         driver = self._driver_factory(self.config)
         self.driver = driver
+        # Optional (see Processor): told only once the drafts are durable, so that dedup
+        # state never covers a record the outbox refused.
+        stored: Callable[[Sequence[Outgoing]], None] | None = getattr(
+            self.processor, "stored", None
+        )
         async with driver:
             async for reading in driver.readings():
                 self.health.last_reading = reading.summary()
@@ -87,6 +96,8 @@ class DeviceSupervisor:
                 drafts = self.processor.feed(reading)
                 if drafts:
                     await self.emit(drafts)
+                    if stored is not None:
+                        stored(drafts)
 
     async def _recovered(self) -> None:
         if self.health.state is not DeviceState.STARTING:
@@ -116,7 +127,53 @@ class DeviceSupervisor:
         if self.health.change(state, error):
             if first:
                 log_.warning("device failed; retrying with backoff", error=error)
-            await self.emit([self.health.draft()])
+            try:
+                await self.emit([self.health.draft()])
+            except Exception:
+                # Never let reporting a failure end this task (and with it the TaskGroup
+                # of every device): the state goes out with the next periodic refresh.
+                log_.exception("could not record the device's state; retrying the device")
+
+    def _presence(self, log_: structlog.typing.FilteringBoundLogger) -> Presence | None:
+        if self.driver is None:
+            return None
+        try:
+            return type(self.driver).presence(self.config)
+        except Exception:
+            log_.exception("driver cannot say how to see the device return; plain backoff")
+            return None
+
+    async def _wait_to_retry(
+        self, log_: structlog.typing.FilteringBoundLogger, delay: float
+    ) -> None:
+        """Wait ``delay``, or less if the device was absent and is back.
+
+        The backoff sleep races the driver's presence watch: a port path that exists
+        again or a TCP target accepting again ends the wait at once. A device that is
+        there but failing does not (see :meth:`drivers.presence.Presence.returned`),
+        so it is never retried in a hot loop.
+        """
+        presence = self._presence(log_)
+        if presence is None:
+            await asyncio.sleep(delay)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + delay
+        try:
+            async with asyncio.timeout_at(deadline) as timer:
+                await presence.returned()
+        except Exception as exc:
+            if isinstance(exc, TimeoutError) and timer.expired():
+                return  # the backoff ran out first
+            log_.exception("watching for the device failed; waiting out the backoff")
+            await asyncio.sleep(max(deadline - loop.time(), 0.0))
+            return
+        log_.info(
+            "device is back; retrying now",
+            presence=repr(presence),
+            backoff_s=round(delay, 2),
+            early_by_s=round(deadline - loop.time(), 2),
+        )
 
     def refresh(self) -> Draft | None:
         """Periodic state: marks an up device degraded while bad frames keep arriving."""

@@ -203,6 +203,8 @@ class _Connection:
         self.ended = asyncio.Event()
         self.end: LinkEvent | None = None
         self.started = time.monotonic()
+        self._lock = threading.Lock()
+        self._closed = False
         self.window = uplink.config.mqtt.inflight
         """Unacknowledged records at once: ``mqtt.inflight``, or less if the broker says."""
         self.client.on_connect = self._on_connect
@@ -214,10 +216,16 @@ class _Connection:
         """Connect (blocking: run in a thread) and start the network thread."""
         cfg = self.uplink.config.mqtt
         self.client.connect(cfg.host, cfg.port, keepalive=cfg.keepalive)
-        self.client.loop_start()
+        with self._lock:  # a shutdown may have closed us while connect() blocked
+            if self._closed:
+                self.client.disconnect()
+                raise OSError("uplink closed while connecting")
+            self.client.loop_start()
 
     def close(self) -> None:
         """Disconnect and join the network thread (blocking: run in a thread)."""
+        with self._lock:
+            self._closed = True
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -267,6 +275,8 @@ class Uplink:
         """Called with every record the broker acknowledged (``gatewayctl tail``)."""
         self.status_extra: dict[str, Any] = {"disk_full": False}
         """Fields the retained ``online`` status carries besides the required ones."""
+        self.on_rejected: list[Callable[[Record, str], None]] = []
+        """Called with every record the broker refused in its PUBACK, and the reason."""
         self.on_link: list[Callable[[LinkEvent], None]] = []
         """Called with every connection event (tests, diagnostics)."""
         self.commands: dict[str, Handler] = {}
@@ -285,6 +295,7 @@ class Uplink:
         self._rejected: dict[int, Record] = {}
         """Refused in a PUBACK: position -> record, sent again after ``_retry_at``."""
         self._retry_at = 0.0
+        self._retry_due = asyncio.Event()
         self._rejected_backoff = Backoff(
             base_s=config.mqtt.reconnect_min_s,
             cap_s=max(config.mqtt.reconnect_min_s, config.mqtt.reconnect_max_s),
@@ -546,10 +557,14 @@ class Uplink:
                 self._cursor = batch[-1].pos
         if self._queue:
             return self._queue.popleft()
-        waits = [asyncio.ensure_future(self.outbox.changed.wait())]
+        self._retry_due.clear()
+        waits = [
+            asyncio.ensure_future(self.outbox.changed.wait()),
+            asyncio.ensure_future(self._retry_due.wait()),
+        ]
         timeout = max(0.0, self._retry_at - time.monotonic()) if self._rejected else None
         try:
-            await asyncio.wait(waits, timeout=timeout)
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for w in waits:
                 w.cancel()
@@ -617,6 +632,9 @@ class Uplink:
                 )
             self._rejected[record.pos] = record
             self._retry_at = time.monotonic() + self._rejected_backoff.next_delay()
+            self._retry_due.set()  # the publisher may be waiting with no timeout
+            for on_rejected in self.on_rejected:
+                on_rejected(record, reason)
             return
         if not self._rejected:
             self._rejected_backoff.reset()

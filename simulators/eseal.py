@@ -171,6 +171,8 @@ class EsealSimulator(PlayingSimulator):
         terminal: the jt808 terminal phone number (12 digits).
         crc_init: the reader's CRC start value.
         fault_rates: overrides of :data:`DEFAULT_FAULT_RATES`.
+        clock: jt808: False for an e-lock that never had a time fix, whose reports
+            carry an all-zero device time.
 
     Attributes:
         sent: the decoded objects (:class:`SealRead`, :class:`SealAlert`,
@@ -204,6 +206,7 @@ class EsealSimulator(PlayingSimulator):
         terminal: str = DEFAULT_TERMINAL,
         crc_init: int = 0xFFFF,
         fault_rates: dict[str, float] | None = None,
+        clock: bool = True,
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown e-seal protocol {protocol!r}; known: {list(PROTOCOLS)}")
@@ -228,6 +231,7 @@ class EsealSimulator(PlayingSimulator):
         self.reader = reader
         self.terminal = terminal
         self.fault_rates = {**DEFAULT_FAULT_RATES, **(fault_rates or {})}
+        self.clock = clock
         self.sent: list[SealRead | SealAlert | NoSealInRange | PositionReported] = []
         self.acked: list[SealAlert | PositionReported] = []
         self.ack_arrived = asyncio.Event()
@@ -689,7 +693,7 @@ class EsealSimulator(PlayingSimulator):
             serial=self._next_serial(),
             lat=self._lat,
             lon=self._lon,
-            device_time=when,
+            device_time=when if self.clock else None,
             altitude_m=rng.randint(400, 460),
             speed_kmh=speed_kmh if located else 0.0,
             heading_deg=self._heading,

@@ -9,6 +9,7 @@ import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -197,3 +198,54 @@ async def test_sigkill_mid_stream_then_restart_loses_nothing(
     records = central.records()
     assert [r["seq"] for r in records][:last_seq] == list(range(1, last_seq + 1))
     assert_chain(records, payloads_by_id(central.snapshot()))
+
+
+def loaded_since(central: Central, after_seq: int, *, stable: bool = False) -> list[dict[str, Any]]:
+    """Weight telemetry above min_weight_kg (200) recorded after ``after_seq`` (stable only)."""
+    return [
+        r
+        for r in central.records("reading/scale-1/weight")
+        if r["seq"] > after_seq
+        and (r["data"]["weight_kg"] or 0) >= 200
+        and (r["data"]["stable"] or not stable)
+    ]
+
+
+@pytest.mark.slow
+async def test_restarts_with_a_truck_on_the_scale_give_one_weighing_from_its_start(
+    tmp_path: Path, gateway_setup: tuple[Path, Path], central: Central
+) -> None:
+    config, link = gateway_setup
+    gateway = GatewayProcess(config, tmp_path)
+    kill, term = signal.SIGKILL, signal.SIGTERM
+    stops = [(kill, kill), (kill, kill), (term, term)]  # per truck: driving on, standing
+    driving_on: list[dict[str, Any]] = []
+    try:
+        async with ScaleSimulator(
+            protocol="toledo", link=link, trucks=len(stops), speed=1.0, seed=23
+        ) as sim:
+            await gateway.start()
+            for on_ramp, on_plateau in stops:
+                done = central.records("event/weighing")
+                after, count = (done[-1]["seq"] if done else 0), len(done)
+                await central.wait_for(lambda c, a=after: len(loaded_since(c, a)) >= 1, 30)
+                driving_on.append(loaded_since(central, after)[0])
+                await gateway.stop(on_ramp)
+                await gateway.start()
+                # Standing 1.5 s or more of its 3 s (stable_window_s is 1): what a restart
+                # leaves of the plateau is too short to be a weight by itself.
+                await central.wait_for(
+                    lambda c, a=after: len(loaded_since(c, a, stable=True)) >= 4, 30
+                )
+                await gateway.stop(on_plateau)
+                await gateway.start()
+                await central.wait_for(lambda c, n=count: len(c.records("event/weighing")) > n, 30)
+            await sim.finished.wait()
+        assert await gateway.stop() == 0  # drained: nothing else is on its way
+    finally:
+        await gateway.ensure_stopped()
+    weighings = central.records("event/weighing")
+    assert [w["data"]["status"] for w in weighings] == ["complete"] * len(stops)
+    assert weights(central) == sim.truck_weights_kg
+    for weighing, first in zip(weighings, driving_on, strict=True):
+        assert weighing["data"]["start"] <= first["ts"], "the start seen before the restarts"

@@ -28,8 +28,8 @@ from tests.records import assert_chain, payloads_by_id
 SENSORS = 10
 
 
-def load_config(data: Path, broker_port: int, modbus_port: int) -> str:
-    """Ten sensors, each read every 0.1 s and published every 0.5 s: ~20 records/s."""
+def load_config(data: Path, broker_port: int, modbus_port: int, sensors: int = SENSORS) -> str:
+    """Sensors (ten: ~20 records/s), each read every 0.1 s and published every 0.5 s."""
     # The shipped reconnect defaults (1 s doubling to 60 s), not the tests' quick ones:
     # how long the backlog waits after the broker's return is part of what is checked.
     text = "".join(
@@ -37,7 +37,7 @@ def load_config(data: Path, broker_port: int, modbus_port: int) -> str:
         for line in config_text(data, broker_port).splitlines()
         if not line.startswith("reconnect_")
     )
-    for unit in range(1, SENSORS + 1):
+    for unit in range(1, sensors + 1):
         text += (
             "[[devices]]\n"
             f'id = "sensor-{unit}"\n'

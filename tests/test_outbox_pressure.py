@@ -23,8 +23,12 @@ from gateway.errors import OutboxError, OutboxFullError
 from gateway.outbox import EVICTION_TOPIC, Outbox
 from gateway.records import Draft, Priority
 from gateway.uplink import Uplink
+from simulators.modbus import ModbusSimulator
 from tests.broker import Central, Mosquitto
 from tests.helpers import make_config
+from tests.process import GatewayProcess
+from tests.test_daemon import run_ctl
+from tests.test_outage_under_load import load_config
 
 MiB = 1024 * 1024
 
@@ -74,13 +78,14 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
 def fill(path: Path) -> None:
     """Write zeros until the filesystem says it is full."""
     chunk = bytes(64 * 1024)
-    with path.open("wb") as f:
-        try:
-            while True:
-                f.write(chunk)
-                f.flush()
-        except OSError:
-            pass
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, chunk)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 async def test_a_full_disk_with_the_broker_down_loses_no_alarm_and_resumes(
@@ -222,3 +227,47 @@ async def test_a_commit_that_fails_answers_every_append_and_keeps_the_acks(
     async with Outbox(tmp_path / "o.sqlite3", site="s", gateway="g", max_bytes=MiB) as box:
         queued = await box.read_after(0, 10)
     assert [r.seq for r in queued] == [2], "the ack taken before the failure still deleted"
+
+
+def statuses(central: Central) -> list[dict[str, Any]]:
+    return [m.json() for m in central.snapshot() if m.topic.endswith("/status")]
+
+
+@pytest.mark.slow
+async def test_the_daemon_reports_a_full_disk_everywhere_and_recovers_by_itself(
+    tmp_path: Path, small_fs: Path, broker: Mosquitto, central: Central
+) -> None:
+    data = small_fs / "data"
+    async with ModbusSimulator(profile="sensors", tcp_port=0, units=range(1, 4), seed=5) as sim:
+        assert sim.port is not None
+        config = tmp_path / "gateway.toml"
+        config.write_text(load_config(data, broker.port, sim.port, sensors=3))
+        gateway = GatewayProcess(config, tmp_path)
+        try:
+            await gateway.start()
+            await central.wait_for(lambda c: len(c.records()) >= 10, 30)
+            fill(small_fs / "filler")
+            await central.wait_for(lambda c: any(s.get("disk_full") for s in statuses(c)), 30)
+            await central.wait_for(
+                lambda c: any(r["data"].get("storage") == "disk_full" for r in c.records("/state")),
+                30,
+            )
+            code, out = await run_ctl(config, "status", "--json")
+            assert json.loads(out)["outbox"]["disk_full"] is True, out
+            assert code == 1, "a full disk is a problem the technician must see"
+            _, text = await run_ctl(config, "status")
+            assert "DISK FULL" in text, text
+            (small_fs / "filler").unlink()
+            await central.wait_for(lambda c: statuses(c)[-1].get("disk_full") is False, 30)
+            _, out = await run_ctl(config, "status", "--json")
+            assert json.loads(out)["outbox"]["disk_full"] is False, out
+            assert await gateway.stop() == 0
+        finally:
+            await gateway.ensure_stopped()
+    with sqlite3.connect(data / "outbox.sqlite3") as db:
+        last_seq = int(db.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()[0])
+    await central.wait_for(lambda c: any(r["seq"] == last_seq for r in c.records()), 30)
+    records = central.records()
+    reports = [r for r in records if r["schema"] == "outbox_evicted/1"]
+    missing = set(range(1, last_seq + 1)) - {r["seq"] for r in records} - covered(reports)
+    assert not missing, f"gaps no report covers: {sorted(missing)[:20]} of {last_seq}"

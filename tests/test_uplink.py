@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+
+import pytest
 
 from gateway.outbox import Outbox
 from gateway.records import Draft, Priority
@@ -71,3 +76,74 @@ async def test_records_queued_while_broker_is_down_arrive_when_it_returns(
         broker.start()
         await central.wait_for(lambda c: len(c.records("event/test")) == 20, 20)
     assert [r["seq"] for r in central.records("event/test")] == list(range(1, 21))
+
+
+class AclBroker(Mosquitto):
+    """A broker whose ACL refuses one topic until it is reloaded (SIGHUP) with another."""
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.acl = workdir / "acl"
+        self.allow(["status", "event/test"])
+        self.conf.write_text(self.conf.read_text() + f"acl_file {self.acl}\n")
+
+    def allow(self, topics: list[str]) -> None:
+        lines = ["topic read #"] + [f"topic write {ROOT}/{t}" for t in topics]
+        self.acl.write_text("\n".join(lines) + "\n")
+
+    def reload(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGHUP)
+
+
+@pytest.fixture
+def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Mosquitto]:
+    """The plain broker, or (``indirect`` with ``"acl"``) one with an ACL."""
+    b = AclBroker(tmp_path) if getattr(request, "param", None) == "acl" else Mosquitto(tmp_path)
+    b.start()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+@pytest.mark.parametrize("broker", ["acl"], indirect=True)
+async def test_a_record_the_broker_refuses_is_kept_retried_and_never_blocks_the_rest(
+    tmp_path: Path, broker: AclBroker, central: Central
+) -> None:
+    config = make_config(tmp_path, broker.port)
+    refused = asyncio.Event()
+    reasons: list[str] = []
+
+    def on_rejected(_record: object, reason: str) -> None:
+        reasons.append(reason)
+        if len(reasons) >= 2:
+            refused.set()
+
+    async with (
+        Outbox(
+            config.outbox_path, site="haiphong-dinhvu", gateway="gate-3", max_bytes=10**7
+        ) as box,
+        Uplink(config, box) as uplink,
+    ):
+        uplink.on_rejected.append(on_rejected)
+        denied = Draft(
+            topic="event/held",
+            schema="test/1",
+            device="dev",
+            ts=datetime.now(UTC),
+            data={"n": -1},
+            priority=Priority.ALARM,
+        )
+        await box.append([denied, event(0), event(1)])
+        await central.wait_for(lambda c: len(c.records("event/test")) == 2, 10)
+        await asyncio.wait_for(refused.wait(), 10)  # refused, then refused again on retry
+        assert reasons[0] == "Not authorized"
+        assert box.stats.depth >= 1, "the refused record stays in the outbox"
+        assert not await uplink.drained(0.5)
+        assert uplink.stats.last_error is not None and "event/held" in uplink.stats.last_error
+        broker.allow(["status", "event/test", "event/held"])
+        broker.reload()
+        await central.wait_for(lambda c: len(c.records("event/held")) == 1, 30)
+        assert await uplink.drained(10)
+    assert central.records("event/held")[0]["seq"] == 1

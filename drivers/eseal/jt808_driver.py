@@ -7,7 +7,9 @@ platform general response (0x8001) only after the daemon has stored its record: 
 terminal re-sends an unanswered alarm report, and it clears "cleared on response"
 alarms when the answer arrives, so answering first could lose one. Responses for a
 batch go out at the start of the next :meth:`_read`, which the supervisor calls only
-once the batch is in the outbox.
+once the batch is in the outbox. Location reports the codec cannot decode (an
+encrypted or split 0x0200, a 0x0704 batch) are never answered, since none of them can
+be stored: they count as bad frames and the terminal keeps them.
 
 A terminal disconnecting is not the device failing; the device is down only when the
 server cannot listen.
@@ -24,7 +26,9 @@ from pydantic import Field, model_validator
 
 from drivers.base import Driver
 from drivers.eseal.jt808 import (
+    BATCH_LOCATION_UPLOAD,
     HEARTBEAT,
+    LOCATION_REPORT,
     REGISTRATION,
     Jt808Codec,
     Jt808Message,
@@ -149,6 +153,12 @@ class Jt808Driver(Driver):
             self._count("registrations")
         elif item.msg_id == HEARTBEAT:
             t.writer.write(t.codec.general_response(item))
+        elif item.msg_id in (LOCATION_REPORT, BATCH_LOCATION_UPLOAD):  # perhaps alarms
+            error = FrameError(
+                f"jt808: 0x{item.msg_id:04X} from {item.terminal} not decoded (encrypted,"
+                " split or batch): not answered, so the terminal keeps its reports"
+            )
+            self._queue.put_nowait((error, t))
         else:  # authentication and the rest: acknowledged, not otherwise used
             t.writer.write(t.codec.general_response(item))
             self._count("other_messages")

@@ -27,6 +27,7 @@ from drivers.eseal.reader_codec import (
     SealAlert,
     SealReaderCodec,
 )
+from drivers.presence import Presence, port_presence
 from drivers.serial_link import SerialLink
 from gateway.config import DeviceSection
 from gateway.errors import DeviceError, DeviceTimeoutError, FrameError
@@ -73,6 +74,12 @@ class SealReaderDriver(Driver):
         """False for probes: an alert acknowledged but not recorded would be lost."""
         self._heard_at = 0.0
         self._next_poll = 0.0
+
+    @classmethod
+    def presence(cls, config: DeviceSection) -> Presence | None:
+        """The serial port path, or the reader's TCP port for ``socket://HOST:PORT``."""
+        assert isinstance(config, SealReaderConfig)
+        return port_presence(config.port)
 
     async def _open(self) -> None:
         self.link.open()

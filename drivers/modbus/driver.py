@@ -19,11 +19,19 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from drivers.base import Driver
-from drivers.modbus.line import LineSettings, ModbusExceptionResponse, ModbusLine, acquire, release
+from drivers.modbus.line import (
+    LineSettings,
+    ModbusExceptionResponse,
+    ModbusLine,
+    acquire,
+    parse_target,
+    release,
+)
 from drivers.modbus.presets import PRESETS, ScaleMap
 from drivers.modbus.registers import Point, decode, named_bits
+from drivers.presence import PathPresence, Presence, TcpPresence
 from gateway.config import DeviceSection
-from gateway.errors import DeviceTimeoutError, FrameError
+from gateway.errors import DeviceInitError, DeviceTimeoutError, FrameError
 from gateway.points import PointsKeys
 from gateway.readings import PointsRead, Reading, Stamp, WeightMeasured
 from gateway.weighing import WeighingKeys
@@ -102,6 +110,16 @@ class _ModbusDevice(Driver):
         self.line_keys = config
         self.line: ModbusLine | None = None
         self._silent = 0
+
+    @classmethod
+    def presence(cls, config: DeviceSection) -> Presence | None:
+        """A ``tcp://`` target accepting connections, or the RTU line's serial port path."""
+        assert isinstance(config, LineKeys)
+        try:
+            tcp = parse_target(config.target)
+        except DeviceInitError:
+            return None  # a bad target fails at open; nothing to watch
+        return PathPresence(config.target) if tcp is None else TcpPresence(*tcp)
 
     async def _open(self) -> None:
         self.line = acquire(self.line_keys.line_settings())

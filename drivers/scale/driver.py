@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from drivers.base import Driver
+from drivers.presence import Presence, port_presence
 from drivers.scale.codec import ScaleCodec
 from drivers.scale.protocols import CODECS
 from drivers.serial_link import SerialLink
@@ -53,6 +54,12 @@ class SerialScaleDriver(Driver):
         self.link = SerialLink(config.port, baudrate=config.baudrate, framing=config.framing)
         self._silent_until = 0.0
         self._next_poll = 0.0
+
+    @classmethod
+    def presence(cls, config: DeviceSection) -> Presence | None:
+        """The port path, or the TCP connection of a ``socket://`` / ``rfc2217://`` URL."""
+        assert isinstance(config, ScaleConfig)
+        return port_presence(config.port)
 
     async def _open(self) -> None:
         self.link.open()
