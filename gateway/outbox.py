@@ -94,6 +94,8 @@ SATURATION_LOW = 5_000
 """Queued records below which saturation ends (hysteresis)."""
 SATURATED_TELEMETRY_S = 1.0
 """While saturated: at most one telemetry record per topic this often."""
+FAILED_COMMIT_RETRY_S = 1.0
+"""A commit of acknowledgements only that failed is tried again after this long."""
 EVICTION_LOG_S = 60.0
 """Evictions are logged at most this often (with what was dropped since)."""
 REPORT_SLACK = 1024
@@ -392,6 +394,7 @@ class Outbox:
         self._unlogged = Eviction()
         self._logged_at = -EVICTION_LOG_S
         self._reserve_timer: asyncio.TimerHandle | None = None
+        self._retry_timer: asyncio.TimerHandle | None = None
         self._reserve_check: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -412,9 +415,10 @@ class Outbox:
 
     async def close(self) -> None:
         """Commit what is pending (appends and acks), then close. Idempotent."""
-        if self._reserve_timer is not None:
-            self._reserve_timer.cancel()
-            self._reserve_timer = None
+        for timer in (self._reserve_timer, self._retry_timer):
+            if timer is not None:
+                timer.cancel()
+        self._reserve_timer = self._retry_timer = None
         for task in (self._flusher, self._reserve_check):
             if task is not None:
                 # Its errors went to the appends it served; close still flushes the rest.
@@ -554,10 +558,19 @@ class Outbox:
 
     async def _flush_loop(self) -> None:
         while self._pending or self._acked:
-            await self._flush()
+            if not await self._flush() and not self._pending:
+                # Only acknowledgements are left and their commit failed (a full disk):
+                # try again later, not in a tight loop.
+                self._retry_timer = asyncio.get_running_loop().call_later(
+                    FAILED_COMMIT_RETRY_S, self._kick
+                )
+                return
 
-    async def _flush(self) -> None:
-        """One group commit. Every append in it is answered, whatever happens."""
+    async def _flush(self) -> bool:
+        """One group commit. Every append in it is answered, whatever happens.
+
+        Returns False if the commit failed as a whole.
+        """
         batch, self._pending = self._pending, []
         acked, self._acked = self._acked, []
         was_full = self.stats.disk_full
@@ -577,7 +590,9 @@ class Outbox:
             if not isinstance(exc, Exception):
                 raise
             log.error("outbox commit failed", error=str(error))
-            return
+            if self.stats.disk_full != was_full:
+                self._disk_full_changed()
+            return False
         self._deleting.difference_update(acked)
         committed: list[Record] = []
         for (_, fut), result in zip(batch, commit.results, strict=True):
@@ -609,6 +624,7 @@ class Outbox:
             self._saturation(True)
         elif self.stats.saturated and depth < SATURATION_LOW:
             self._saturation(False)
+        return True
 
     def _log_eviction(self, eviction: Eviction) -> None:
         """One warning per :data:`EVICTION_LOG_S` with what was dropped since the last."""
@@ -759,19 +775,32 @@ class Outbox:
         Returns, per group, its records or the error that refused it alone.
         """
         if not any(groups):
-            return self._delete_only(groups, acked)
+            try:
+                return self._delete_only(groups, acked)
+            except sqlite3.Error as exc:
+                if not _is_disk_full(exc):
+                    raise OutboxError(f"outbox delete failed: {exc}") from exc
+            self._enter_disk_full()  # the WAL needs room even to delete
+            try:
+                return self._delete_only(groups, acked)
+            except sqlite3.Error as exc:
+                raise OutboxFullError(
+                    f"disk full: cannot delete acknowledged records: {exc}"
+                ) from exc
         try:
             return self._guarded(groups, acked)
         except sqlite3.Error as exc:
             if not _is_disk_full(exc):
                 raise OutboxError(f"outbox write failed: {exc}") from exc
-        if not self.stats.disk_full:
-            self.stats.disk_full = True
-            self.stats.disk_full_total += 1
-            self._release_reserve()
+        made_room = Eviction()
+        if self._enter_disk_full():
+            try:  # the released reserve may be room enough
+                return self._guarded(groups, acked)
+            except sqlite3.Error as exc:
+                if not _is_disk_full(exc):
+                    raise OutboxError(f"outbox write failed: {exc}") from exc
         # Make room by a quarter of what is queued each time (lowest priority, oldest
         # first, never alarms), and from now on hold at most what fits.
-        made_room = Eviction()
         for _ in range(3):
             try:
                 freed = self._evict_sync(target=self.stats.bytes * 3 // 4)
@@ -802,6 +831,20 @@ class Outbox:
         ]
         return self._with_room(commit, made_room)
 
+    def _enter_disk_full(self) -> bool:
+        """The disk is full: release the reserve (True if this is news).
+
+        From now on the outbox holds at most what it holds now plus a quarter of the
+        reserve; the rest of the reserve is the WAL's room to grow until a checkpoint.
+        """
+        if self.stats.disk_full:
+            return False
+        self.stats.disk_full = True
+        self.stats.disk_full_total += 1
+        self._release_reserve()
+        self._disk_cap = self.stats.bytes + self.reserve_bytes // 4
+        return True
+
     @staticmethod
     def _with_room(commit: _Commit, made_room: Eviction) -> _Commit:
         """Add what was evicted beforehand to make room (for the log and the tail)."""
@@ -825,8 +868,6 @@ class Outbox:
         db.execute("PRAGMA synchronous=NORMAL")
         try:
             return self._guarded(groups, acked)
-        except sqlite3.Error as exc:
-            raise OutboxError(f"outbox delete failed: {exc}") from exc
         finally:
             db.execute("PRAGMA synchronous=FULL")
 
