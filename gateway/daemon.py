@@ -10,6 +10,7 @@ outbox for the next start.
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 import time
@@ -39,6 +40,34 @@ log = structlog.get_logger(__name__)
 
 STATE_INTERVAL_S = 60.0
 DRAIN_TIMEOUT_S = 5.0
+CANCEL_AGAIN_S = 1.0
+
+
+async def cancel_all(tasks: Sequence[asyncio.Task[Any]]) -> None:
+    """Cancel the tasks and see them end, cancelling again those that do not.
+
+    A library can swallow a cancellation: ``asyncio.wait_for`` before Python 3.12 drops
+    it when the awaited future completes at the same moment (seen in pymodbus's
+    request path: a Modbus device kept polling and the shutdown never ended).
+    """
+    for task in tasks:
+        task.cancel()
+    while pending := [t for t in tasks if not t.done()]:
+        await asyncio.wait(pending, timeout=CANCEL_AGAIN_S)
+        for task in pending:
+            if not task.done():
+                log.warning(
+                    "task still running after cancel; cancelling again", task=task.get_name()
+                )
+                task.cancel()
+
+
+def dump_tasks() -> None:
+    """``kill -USR1``: log every asyncio task and where it waits (a stuck shutdown)."""
+    for task in asyncio.all_tasks():
+        out = io.StringIO()
+        task.print_stack(limit=8, file=out)
+        log.warning("task", name=task.get_name(), stack=out.getvalue())
 
 
 class Daemon:
@@ -111,6 +140,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop.set)
+        loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
         log.info(
             "gateway starting",
             version=__version__,
@@ -144,7 +174,7 @@ class Daemon:
                             queued=self.outbox.stats.depth,
                         )
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
                 loop.remove_signal_handler(sig)
         log.info(
             "gateway stopped", last_seq=self.outbox.stats.last_seq, queued=self.outbox.stats.depth
@@ -196,8 +226,7 @@ class Daemon:
             notify(f"STATUS=serving {len(self.supervisors)} device(s)")
             log.info("gateway ready", control=str(self.config.control_socket))
             await self.stop.wait()
-            for task in tasks:
-                task.cancel()
+            await cancel_all(tasks)
 
     async def _state_loop(self) -> None:
         """Device states every minute; a round that cannot be recorded is not the end."""
