@@ -101,6 +101,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"frames {counters.get('readings', 0)} ok / {counters.get('bad_frames', 0)} bad  "
             f"restarts {dev['restarts_total']} ({dev.get('restarts_last_hour', 0)} last hour)"
         )
+        versions = [f"{v}: {counters[f'terminals_{v}']}" for v in ("2013", "2019")
+                    if counters.get(f"terminals_{v}")]  # fmt: skip
+        if versions:  # JT/T 808: connections by the header version their terminal spoke
+            print(f"         JT/T 808 terminals by protocol version: {', '.join(versions)}")
         if dev["state"] not in ("up",) and dev.get("last_error"):
             print(
                 f"         error: {dev['last_error']}"
@@ -433,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     serial.add_argument("--baudrate", type=int, action="append", help="only this rate (repeatable)")
     serial.set_defaults(func=cmd_probe_serial)
     eseal = probe_sub.add_parser(
-        "eseal", help="look for an e-seal gate reader and its CRC start value (read-only)"
+        "eseal", help="look for a Hi-G-Tek gate reader, its CRC start value and layout (read-only)"
     )
     eseal.add_argument("port", help="serial device, or socket://HOST:PORT for a reader on TCP")
     eseal.add_argument("--baudrate", type=int, default=9600)

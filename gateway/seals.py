@@ -15,7 +15,10 @@ What a gate reader or an e-lock reports becomes:
   time stand in: a re-sent report (same serial) within :data:`UNTIMED_REPEAT_S` of
   its last sighting is a repeat, anything else a new alarm.
 - ``event/seal`` (priority ``EVENT``): the other seal events (sealed, closed, opened
-  with approval, low battery), de-duplicated the same way.
+  with approval or while a suspended set waits for the wire, low battery),
+  de-duplicated the same way. An opening always sets the seal's tampered bit; approved
+  open (or a pending suspended set) marks that tampered state as allowed, so it is no
+  alarm (Hi-G-Tek UM4710 8.2.1).
 - ``reading/{device}/seal`` and ``reading/{device}/position`` (priority
   ``TELEMETRY``): routine reads, sent when something changed (a new seal at the gate,
   its status, battery by 10 %, lock state, alarm flags) and otherwise at most every
@@ -136,6 +139,7 @@ def _status(read: SealRead | SealAlert) -> dict[str, bool]:
         "low_battery": read.low_battery,
         "wire_changed": read.wire_changed,
         "approved_open": read.approved_open,
+        "suspended_set": read.suspended_set,
     }
 
 
@@ -173,23 +177,30 @@ class SealProcessor:
 
     def _alert(self, alert: SealAlert) -> list[Draft]:
         event: str = alert.event
-        if event == "opened":
-            event = "opened_approved" if alert.approved_open else "opened_without_approval"
+        if event == "opened":  # an opening always sets tampered; these states allow it
+            event = (
+                "opened_approved"
+                if alert.approved_open
+                else "opened_for_set"
+                if alert.suspended_set
+                else "opened_without_approval"
+            )
         key = _dedup_key(alert.seal_id, event, alert.event_time, alert.at)
         if self._seen.repeat(key):
             return []
+        when = alert.event_time
         data: dict[str, Any] = {
             "source": "reader",
             "seal_id": alert.seal_id,
             "event": event,
-            "event_time": rfc3339(alert.event_time),
+            "event_time": None if when is None else rfc3339(when),
             "status": _status(alert),
             "reader": alert.reader,
             "sequence": alert.sequence,
             "dedup_key": self._drafted(key),
             "received": rfc3339(alert.at.utc),
         }
-        return [self._event(data, alert.event_time, alarm=alert.alarm)]
+        return [self._event(data, when or alert.at.utc, alarm=alert.alarm)]
 
     def _read(self, read: SealRead) -> list[Draft]:
         drafts: list[Draft] = []
@@ -223,7 +234,7 @@ class SealProcessor:
                         "sealed": read.sealed,
                         "status": _status(read),
                         "battery_pct": read.battery_pct,
-                        "seal_time": rfc3339(read.seal_time),
+                        "seal_time": None if read.seal_time is None else rfc3339(read.seal_time),
                         "reader": read.reader,
                         "reader_status": read.reader_status,
                     },

@@ -4,14 +4,18 @@ Two devices from HARDWARE.md ("Electronic seals"), each speaking its real wire f
 through the same codecs the gateway decodes with, so the bytes are exactly what the
 gateway must handle:
 
-* ``protocol="reader"``: a Hi-G-Tek style gate reader (:mod:`drivers.eseal.reader_codec`)
-  on a pty (``link``, like the scale simulator) or as a TCP server on 127.0.0.1
-  (``tcp_port``; the gateway connects as client). Trucks pass the gate: their seals are
-  read periodically (status, battery); sometimes a seal raises an alert (opened with or
-  without approval, wire tampered, low battery, closed). Like a real reader, an alert
-  is repeated every :data:`REPEAT_S` seconds until the host sends the matching ACK
-  (:meth:`SealReaderCodec.ack_for`). Playing starts when the first client opens the
-  port (pty) or connects (TCP), so a client sees every event.
+* ``protocol="reader"``: a Hi-G-Tek DataReader (:mod:`drivers.eseal.reader_codec`, the
+  manual's RS-485/232 layout) on a pty (``link``, like the scale simulator) or as a TCP
+  server on 127.0.0.1 (``tcp_port``; the gateway connects as client). Trucks pass the
+  gate: their seals' Verify results (short status) come as Get Results answers, on the
+  simulator's schedule and whenever the host sends Get Results (a simplification: a
+  real reader answers only when asked); sometimes a seal bursts (opened with or without
+  approval, wire changed, closed, a suspended or soft set, low battery), passed on as an
+  Unsynchronized Reader Message. Like the reader, it has one such message outstanding
+  at a time, repeated every :data:`REPEAT_S` seconds until the host's Message Command
+  Ack (:meth:`SealReaderCodec.ack_for`, which names no message), then the next one.
+  Playing starts when the first client opens the port (pty) or connects (TCP), so a
+  client sees every event.
 * ``protocol="jt808"``: an e-lock terminal that connects to a TCP server on
   127.0.0.1:``tcp_port`` (the gateway listens; JT/T 808 terminals are clients):
   optional registration 0x0100, then a 0x0200 location report every :data:`REPORT_S`
@@ -28,7 +32,7 @@ Faults (``faults``), each drawn per frame from the seeded fault stream:
 * ``out_of_order``: reader: an alert's event time is earlier than the previous alert's;
   jt808: a report's device time is earlier than the previous report's (a buffered
   report sent late).
-* ``no_seal`` (reader only): some reads become ``#B=0`` no-seal-in-range reports.
+* ``no_seal`` (reader only): some reads become ``#B=0`` no-seal-detected answers.
 
 Every duration is divided by ``speed``. The scenario (seal ids, events, times, route)
 comes from ``seed`` and ``start_time`` alone: simulated time advances one second per
@@ -55,6 +59,7 @@ from drivers.eseal.jt808 import (
     HEARTBEAT,
     LOCATION_REPORT,
     PLATFORM_GENERAL_RESPONSE,
+    PROTOCOL_VERSION_2019,
     REGISTRATION,
     REGISTRATION_RESPONSE,
     Jt808Codec,
@@ -65,7 +70,14 @@ from drivers.eseal.jt808 import (
     unescape,
 )
 from drivers.eseal.reader_codec import (
+    ALERT_BURST,
+    CLOSE_BURST,
+    EXECUTE_RF,
+    FORCED_BURST,
+    REPLY,
     AlertAcked,
+    HostCommand,
+    Layout,
     NoSealInRange,
     ReadRequested,
     SealAlert,
@@ -119,7 +131,11 @@ POLL_S = 0.05
 DEFAULT_TERMINAL = "013800138000"
 DEFAULT_READER = 1
 _ROUTE_START = (41.311081, 69.279737)  # degrees: a road out of a checkpoint
-_ALERT_KINDS = ("opened_approved", "opened", "wire_tampered", "low_battery", "closed")
+_ALERT_KINDS = (
+    "opened_approved", "opened", "wire_tampered", "low_battery", "closed", "soft_set",
+    "suspended_set",
+)  # fmt: skip
+_SEAL_TFS = (0x4848, 0x4847, 0x1D2A)  # reader: TF halves of the seal ids
 
 
 @dataclass(slots=True)
@@ -141,6 +157,15 @@ class EsealStats:
     answers: int = 0
     acks: int = 0
     faults: dict[str, int] = field(default_factory=dict)
+
+
+def _jt808_header(version: str, terminal: str) -> tuple[int | None, str]:
+    """jt808: the header's protocol version byte (``None``: 2013) and the padded phone."""
+    if version not in ("2013", "2019"):
+        raise ValueError(f"jt808_version {version!r} is not '2013' or '2019'")
+    if version == "2013":
+        return None, terminal.rjust(12, "0")
+    return PROTOCOL_VERSION_2019, terminal.rjust(20, "0")
 
 
 @dataclass(slots=True)
@@ -170,9 +195,13 @@ class EsealSimulator(PlayingSimulator):
         reader: the reader's number on the bus.
         terminal: the jt808 terminal phone number (12 digits).
         crc_init: the reader's CRC start value.
+        layout: the reader's CRC coverage (:data:`drivers.eseal.reader_codec.LAYOUTS`).
         fault_rates: overrides of :data:`DEFAULT_FAULT_RATES`.
         clock: jt808: False for an e-lock that never had a time fix, whose reports
             carry an all-zero device time.
+        jt808_version: jt808: ``"2013"`` (6-byte BCD phone) or ``"2019"`` (version flag,
+            protocol version 1, 10-byte BCD phone; :attr:`terminal` is then padded to
+            20 digits and the registration body has the 2019 field sizes).
 
     Attributes:
         sent: the decoded objects (:class:`SealRead`, :class:`SealAlert`,
@@ -205,8 +234,10 @@ class EsealSimulator(PlayingSimulator):
         reader: int = DEFAULT_READER,
         terminal: str = DEFAULT_TERMINAL,
         crc_init: int = 0xFFFF,
+        layout: Layout = "hgt",
         fault_rates: dict[str, float] | None = None,
         clock: bool = True,
+        jt808_version: Literal["2013", "2019"] = "2013",
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown e-seal protocol {protocol!r}; known: {list(PROTOCOLS)}")
@@ -229,7 +260,7 @@ class EsealSimulator(PlayingSimulator):
         self.start_time = (start_time or datetime.now(UTC)).replace(microsecond=0)
         self.register = register
         self.reader = reader
-        self.terminal = terminal
+        self._version, self.terminal = _jt808_header(jt808_version, terminal)
         self.fault_rates = {**DEFAULT_FAULT_RATES, **(fault_rates or {})}
         self.clock = clock
         self.sent: list[SealRead | SealAlert | NoSealInRange | PositionReported] = []
@@ -240,12 +271,12 @@ class EsealSimulator(PlayingSimulator):
         self.stats = EsealStats()
         self._rng = random.Random(f"{self.seed}:scenario")
         self._fault_rng = random.Random(f"{self.seed}:faults")
-        self._reader_codec = SealReaderCodec(crc_init=crc_init)
+        self._reader_codec = SealReaderCodec(crc_init=crc_init, layout=layout)
         self._jt808 = Jt808Codec()
         self._pending: dict[tuple[object, ...], _Pending] = {}
         self._registered = asyncio.Event()
         self._serial = 0  # jt808 terminal message serial
-        self._sequence = 0  # reader alert sequence
+        self._sequence = 0  # reader: the seals' event record numbers (EV#)
         self._in_range: SealRead | None = None  # reader: the last seal read, for requests
         self._lat, self._lon = _ROUTE_START  # jt808 position
         self._heading = self._rng.randint(0, 359)
@@ -387,9 +418,14 @@ class EsealSimulator(PlayingSimulator):
         if self.protocol == "reader":
             for item in self._reader_codec.feed(data, at):
                 if isinstance(item, AlertAcked):
-                    self._acknowledge(("alert", item.seal_id, item.event, item.sequence))
+                    self._acknowledge_head()
                 elif isinstance(item, ReadRequested):
                     self._answer_read()
+                elif isinstance(item, HostCommand) and item.command == EXECUTE_RF:
+                    # The Execute RF command's answer: R_status only (the seals come
+                    # with the next Get Results).
+                    reply = self._reader_codec.frame(self.reader, REPLY | EXECUTE_RF, b"")
+                    self._write(reply, faults=False)
             return
         for msg in self._jt808.feed(data, at):
             if not isinstance(msg, Jt808Message):
@@ -411,6 +447,18 @@ class EsealSimulator(PlayingSimulator):
             frame = codec.encode_read(current)
         if self._write(frame, faults=False):
             self.stats.answers += 1
+
+    def _acknowledge_head(self) -> None:
+        """reader: the ack names no message, so it is for the one outstanding."""
+        head = next(iter(self._pending), None)
+        if head is None:
+            return
+        self._acknowledge(head)
+        following = next(iter(self._pending.values()), None)
+        if following is not None:  # the next message goes out now
+            loop = asyncio.get_running_loop()
+            following.next_repeat = loop.time() + REPEAT_S / self.speed
+            self._write(following.frame)
 
     def _acknowledge(self, key: tuple[object, ...]) -> None:
         pending = self._pending.pop(key, None)
@@ -439,7 +487,7 @@ class EsealSimulator(PlayingSimulator):
         if faults and self._fault("crc"):
             bad = bytearray(frame)
             if self.protocol == "reader":
-                bad[-3] ^= rng.randint(1, 0xFF)  # the CRC's low byte
+                bad[-2] ^= rng.randint(1, 0xFF)  # the CRC's low byte
             else:
                 bad = bytearray(self._bad_check(frame))
             out += bad
@@ -486,7 +534,10 @@ class EsealSimulator(PlayingSimulator):
         return True
 
     def _repeat_pending(self, now: float) -> None:
-        for pending in list(self._pending.values()):
+        pendings = list(self._pending.values())
+        if self.protocol == "reader":
+            pendings = pendings[:1]  # one unsynchronized message outstanding at a time
+        for pending in pendings:
             if now >= pending.next_repeat:
                 pending.next_repeat = now + REPEAT_S / self.speed
                 if self._write(pending.frame):
@@ -518,7 +569,7 @@ class EsealSimulator(PlayingSimulator):
             await self._wait_for_client()
             played = 0
             truck_reads = 0
-            seal_id, seal_time, battery = self._new_truck()
+            seal_id, battery = self._new_truck()
             last_alert_time: datetime | None = None
             next_event = loop.time()
             while self.events is None or played < self.events:
@@ -526,9 +577,10 @@ class EsealSimulator(PlayingSimulator):
                 if now >= next_event:
                     sim_time = self.start_time + timedelta(seconds=played)
                     if truck_reads <= 0:
-                        seal_id, seal_time, battery = self._new_truck()
+                        seal_id, battery = self._new_truck()
                         truck_reads = self._rng.randint(2, 4)
                     truck_reads -= 1
+                    queued = False
                     if self._fault("no_seal", self._rng):
                         no_seal = NoSealInRange(reader=self.reader, at=Stamp.now())
                         item: SealRead | SealAlert | NoSealInRange = no_seal
@@ -541,6 +593,7 @@ class EsealSimulator(PlayingSimulator):
                         last_alert_time = when
                         frame = self._reader_codec.encode_alert(item)
                         key = ("alert", item.seal_id, item.event, item.sequence)
+                        queued = bool(self._pending)  # sent once those before it are acked
                         self._pending[key] = _Pending(item, frame, now + REPEAT_S / self.speed)
                     else:
                         battery = max(0, battery - self._rng.randint(0, 2))
@@ -549,8 +602,6 @@ class EsealSimulator(PlayingSimulator):
                             opened=False,
                             tampered=False,
                             low_battery=battery < 20,
-                            battery_pct=battery,
-                            seal_time=seal_time,
                             reader=self.reader,
                             at=Stamp.now(),
                         )
@@ -559,7 +610,8 @@ class EsealSimulator(PlayingSimulator):
                     if isinstance(item, NoSealInRange):
                         self._in_range = None
                     self.sent.append(item)
-                    self._write(frame)
+                    if not queued:
+                        self._write(frame)
                     played += 1
                     next_event = max(next_event + EVENT_S / self.speed, now)
                 self._repeat_pending(now)
@@ -570,22 +622,26 @@ class EsealSimulator(PlayingSimulator):
             log.exception("e-seal simulator failed")
         self.finished.set()
 
-    def _new_truck(self) -> tuple[str, datetime, int]:
+    def _new_truck(self) -> tuple[str, int]:
         rng = self._rng
-        seal_id = rng.choice(("HG", "EL", "SX")) + f"{rng.getrandbits(32):08X}"
-        seal_time = self.start_time - timedelta(minutes=rng.randint(30, 72 * 60))
-        return seal_id, seal_time, rng.randint(15, 100)
+        seal_id = f"{rng.choice(_SEAL_TFS):04X}{rng.getrandbits(32):08X}"  # TF + TID
+        return seal_id, rng.randint(15, 100)
 
     def _new_alert(self, seal_id: str, when: datetime) -> SealAlert:
+        """A seal's burst with its newest event record (Hi-G-Tek UM4710 8.3, 8.5): an
+        opening always sets tampered; approved open marks it allowed."""
         kind = self._rng.choice(_ALERT_KINDS)
-        event: SealEvent = {
-            "opened_approved": "opened",
-            "opened": "opened",
-            "wire_tampered": "wire_tampered",
-            "low_battery": "low_battery",
-            "closed": "closed",
-        }[kind]  # type: ignore[assignment]
-        # Unique dedup key (seal id, event, time) and a sequence not pending.
+        burst, code, event = {
+            "opened_approved": (ALERT_BURST, 4, "opened"),
+            "opened": (ALERT_BURST, 4, "opened"),
+            "wire_tampered": (ALERT_BURST, 2, "wire_tampered"),
+            "low_battery": (FORCED_BURST, 3, "low_battery"),
+            "closed": (CLOSE_BURST, 5, "closed"),
+            "soft_set": (FORCED_BURST, 7, "sealed"),
+            "suspended_set": (CLOSE_BURST, 0x0C, "sealed"),
+        }[kind]
+        sealed_event: SealEvent = event  # type: ignore[assignment]
+        # Unique dedup key (seal id, event, time).
         while any(
             isinstance(s, SealAlert) and s.dedup_key == (seal_id, event, when) for s in self.sent
         ):
@@ -593,19 +649,27 @@ class EsealSimulator(PlayingSimulator):
         self._sequence = (self._sequence + 1) & 0xFF
         return SealAlert(
             seal_id=seal_id,
-            event=event,
+            event=sealed_event,
             opened=kind in ("opened", "opened_approved"),
-            tampered=kind == "wire_tampered",
+            tampered=kind in ("opened", "opened_approved", "wire_tampered"),
             wire_changed=kind == "wire_tampered",
             low_battery=kind == "low_battery",
             approved_open=kind == "opened_approved",
+            suspended_set=kind == "suspended_set",
             event_time=when,
             sequence=self._sequence,
+            event_code=code,
+            burst=burst,
             reader=self.reader,
             at=Stamp.now(),
         )
 
     # -- jt808 scenario ----------------------------------------------------------------------
+
+    @property
+    def jt808_version(self) -> Literal["2013", "2019"]:
+        """jt808: the header version the e-lock speaks."""
+        return "2013" if self._version is None else "2019"
 
     def _next_serial(self) -> int:
         serial = self._serial
@@ -622,10 +686,16 @@ class EsealSimulator(PlayingSimulator):
             pending.next_repeat = 0.0
 
     async def _register(self) -> None:
-        body = struct.pack(">HH5s20s7sB", 0, 0, b"SIMLK", b"ESEAL-SIM".ljust(20, b"\0"),
-                           b"LOCK001", 0) + b"SIM-0001"  # fmt: skip
+        # §8.5: province, city, manufacturer, model, terminal id, plate colour, plate;
+        # 2019 widens manufacturer / model / terminal id to 11 / 30 / 30 bytes.
+        sizes = "5s20s7s" if self._version is None else "11s30s30s"
+        body = struct.pack(f">HH{sizes}B", 0, 0, b"SIMLK", b"ESEAL-SIM", b"LOCK001", 0)
+        body += b"SIM-0001"
         while not self._registered.is_set():
-            self._raw_write(encode(REGISTRATION, self.terminal, self._next_serial(), body))
+            frame = encode(
+                REGISTRATION, self.terminal, self._next_serial(), body, version=self._version
+            )
+            self._raw_write(frame)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(REPEAT_S / self.speed):
                     await self._registered.wait()
@@ -649,7 +719,9 @@ class EsealSimulator(PlayingSimulator):
                     self._write(frame)
                     played += 1
                     if played % HEARTBEAT_EVERY == 0:
-                        self._raw_write(encode(HEARTBEAT, self.terminal, self._next_serial(), b""))
+                        serial = self._next_serial()
+                        beat = encode(HEARTBEAT, self.terminal, serial, b"", version=self._version)
+                        self._raw_write(beat)
                     next_report = max(next_report + REPORT_S / self.speed, now)
                 self._repeat_pending(now)
                 await asyncio.sleep(min(POLL_S, REPORT_S / self.speed))
@@ -699,6 +771,7 @@ class EsealSimulator(PlayingSimulator):
             heading_deg=self._heading,
             located=located,
             flags=flags,
+            version=self._version,
         )
         return frame, self._decode_own(frame)
 

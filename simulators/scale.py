@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Self
 
 from drivers.scale.protocols import CODECS
+from drivers.scale.toledo import ToledoCodec
 from gateway.readings import Stamp, WeightMeasured
 
 # F401: the weight range moved to simulators.trucks; callers still import it from here.
@@ -246,9 +247,17 @@ class ScaleSimulator(PlayingSimulator):
     # -- bytes out --------------------------------------------------------------------
 
     def _frame(self, state: ScaleState) -> bytes:
+        """The frame a real indicator sends for ``state``.
+
+        Toledo: the weighbridge's 20 kg increment, so status A has decimal point code
+        001 (dummy zero) and build code x2, and the weight is space padded, as an
+        IND245 or IND231 sends it (see :mod:`drivers.scale.toledo`).
+        """
         reading = WeightMeasured(
             weight=float(state.weight_kg), unit="kg", stable=not state.motion, at=Stamp.now()
         )
+        if self.protocol == "toledo":
+            return ToledoCodec.encode(reading, increment=STEP_KG)
         return self._codec.encode(reading)
 
     def _send(self, frame: bytes, now: float) -> None:
@@ -331,7 +340,12 @@ class ScaleSimulator(PlayingSimulator):
                 self._send(b"\n?\r", now)
 
     def _mtsics_commands(self) -> None:
-        """MT-SICS: one command per CR LF line; ``SI`` now, ``S`` stable only."""
+        """MT-SICS: one command per CR LF line; ``SI`` now, ``S`` stable only.
+
+        ``Z`` waits for stability (``Z A``, or ``Z I`` while in motion); ``ZI`` zeroes
+        at once and says whether it was stable (``ZI S``) or not (``ZI D``). Zeroing is
+        acknowledged, not modelled.
+        """
         rx = self._rx
         while (end := rx.find(b"\n")) >= 0:
             command = bytes(rx[:end]).strip()
@@ -346,6 +360,8 @@ class ScaleSimulator(PlayingSimulator):
             elif command == b"S":
                 self._send(b"S I\r\n", now)  # not stable in time
             elif command == b"Z":
-                self._send(b"Z A\r\n", now)  # acknowledged, not modelled
+                self._send(b"Z I\r\n" if state.motion else b"Z A\r\n", now)
+            elif command == b"ZI":
+                self._send(b"ZI D\r\n" if state.motion else b"ZI S\r\n", now)
             else:
                 self._send(b"ES\r\n", now)

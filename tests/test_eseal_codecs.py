@@ -1,6 +1,7 @@
 """E-seal wire codecs, byte by byte: the gate reader frame and JT/T 808, plus fuzzing.
 
-Vectors are written out by hand from the layouts in the codec docstrings (reader) and
+Vectors are written out by hand from the layouts in the codec docstrings (reader; the
+Hi-G-Tek manual's own frames are in tests/conformance) and
 JT/T 808-2013 §4.4 / §8.18 (e-locks); CRC values come from an independent bit-by-bit
 CRC below, itself pinned to the catalogued "123456789" check values. The hypothesis
 properties are what the driver relies on: chunking never changes the result, garbage
@@ -12,6 +13,7 @@ from __future__ import annotations
 import itertools
 import operator
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import reduce
 from typing import Any
@@ -24,18 +26,23 @@ from drivers.eseal import jt808
 from drivers.eseal.crc import crc16_ccitt
 from drivers.eseal.jt808 import (
     MAX_CONTENT,
+    PROTOCOL_VERSION_2019,
     FlagBit,
     Jt808Codec,
     Jt808Message,
     PositionReported,
+    preset_flags,
 )
 from drivers.eseal.reader_codec import (
+    EVENTS,
     MAX_FRAME,
     AlertAcked,
+    HostCommand,
+    Layout,
     NoSealInRange,
+    ReaderReply,
     ReadRequested,
     SealAlert,
-    SealEvent,
     SealRead,
     SealReaderCodec,
 )
@@ -122,280 +129,306 @@ def test_crc_rejects_init_wider_than_16_bits() -> None:
 
 
 # -- gate reader: hand-written vectors ------------------------------------------------------
+# Hi-G-Tek layout (codec docstring; the manual's own frames are in tests/conformance):
+# STX | #B (2) | R# (2) | CMND/MSGT (2) | [R_status (2)] | DATA | CRC (2) | ETX, the CRC
+# over #B .. DATA. Seal id TF 4848 + TID 1010102F.
 
-# STX | LEN 0x13 | reader 7 | 'R' | status 0 | "HG0012ABCD" | 0x21 opened+approved |
-# battery 87 % | 67 D4 05 55 | CRC (init 0xFFFF) 4A 8A | ETX
-RECORD = bytes.fromhex(
-    "02 13 07 52 00 48 47 30 30 31 32 41 42 43 44 21 57 67 D4 05 55 4A 8A 03"
-)  # fmt: skip
-RECORD_CRC0 = RECORD[:-3] + bytes.fromhex("BC 32 03")  # same frame, CRC start 0x0000
-RECORD_CRC1D0F = RECORD[:-3] + bytes.fromhex("23 86 03")  # CRC start 0x1D0F
-# STX | LEN 0x14 | reader 7 | 'A' | 0 | "HG0012ABCD" | 0xA0 tampered+opened |
-# event 2 wire tampered | 67 D4 05 55 | sequence 5 | CRC 58 FB | ETX
-ALERT = bytes.fromhex(
-    "02 14 07 41 00 48 47 30 30 31 32 41 42 43 44 A0 02 67 D4 05 55 05 58 FB 03"
-)  # fmt: skip
-# STX | LEN 0x0F | reader 7 | ACK 0x06 | 0 | "HG0012ABCD" | event 2 | sequence 5 | CRC | ETX
-ACK = bytes.fromhex("02 0F 07 06 00 48 47 30 30 31 32 41 42 43 44 02 05 D2 29 03")
-# STX | LEN 7 | reader 7 | 'B' | 0 | "#B=0" | CRC | ETX
-NO_SEAL = bytes.fromhex("02 07 07 42 00 23 42 3D 30 94 F7 03")
-# STX | LEN 3 | reader 7 | 'Q' | 0 | CRC A7 02 (an STX value inside the CRC) | ETX
-READ_REQUEST = bytes.fromhex("02 03 07 51 00 A7 02 03")
+SEAL = bytes.fromhex("48481010102F")
 
+
+def hgt_frame(reader: int, code: int, data: bytes, status: int | None = None,
+              init: int = 0xFFFF, *, skip_address: bool = False) -> bytes:  # fmt: skip
+    """A frame built field by field, its CRC from the bitwise reference."""
+    head = (2 + 2 + (0 if status is None else 2) + len(data) + 2).to_bytes(2, "big")
+    fields = reader.to_bytes(2, "big") + code.to_bytes(2, "big")
+    if status is not None:
+        fields += status.to_bytes(2, "big")
+    covered = head + (fields[2:] if skip_address else fields) + data
+    crc = crc_bitwise(covered, init)
+    return b"\x02" + head + fields + data + crc.to_bytes(2, "big") + b"\x03"
+
+
+def results(*records: bytes, status: int = 0, init: int = 0xFFFF) -> bytes:
+    """A Get Results answer (MSGT 8015h) in one packet (PK 1, P# 1)."""
+    return hgt_frame(7, 0x8015, b"\x01\x01" + b"".join(records), status, init)
+
+
+def verify_record(status: int, seal: bytes = SEAL, extra: bytes = b"") -> bytes:
+    body = seal + bytes([0x10, status]) + extra
+    return bytes([len(body) + 1]) + body
+
+
+def alert_frame(short: int, burst: int = 0x7A, tail: bytes = b"", init: int = 0xFFFF) -> bytes:
+    record = SEAL + bytes([burst, short]) + tail
+    return hgt_frame(7, 0x800A, bytes([1, len(record) + 1]) + record, 0, init)
+
+
+RECORD = results(verify_record(0xA1))  # opened + tampered + approved open
 RECORD_DECODED = SealRead(
-    seal_id="HG0012ABCD", opened=True, tampered=False, low_battery=False, wire_changed=False,
-    approved_open=True, battery_pct=87, seal_time=T0, reader=7, reader_status=0, at=AT,
-)  # fmt: skip
+    seal_id="48481010102F", opened=True, tampered=True, approved_open=True, reader=7, at=AT
+)
+EVENT_TAIL = bytes([5, 4]) + (1741948245).to_bytes(4, "big")  # EV# 5, code 4 opened, T0
+ALERT = alert_frame(0xA0, tail=EVENT_TAIL)
 ALERT_DECODED = SealAlert(
-    seal_id="HG0012ABCD", event="wire_tampered", opened=True, tampered=True,
-    event_time=T0, sequence=5, reader=7, at=AT,
+    seal_id="48481010102F", event="opened", opened=True, tampered=True, event_time=T0,
+    sequence=5, event_code=4, burst=0x7A, channel=1, reader=7, at=AT,
 )  # fmt: skip
 
 
-def test_vectors_crc_by_the_reference_implementation() -> None:
-    for frame in (RECORD, ALERT, ACK, NO_SEAL, READ_REQUEST):
-        assert frame[-3:-1] == crc_bitwise(frame[1:-3], 0xFFFF).to_bytes(2, "big")
-        assert frame[1] == len(frame) - 5  # LEN counts READER .. DATA
-    assert RECORD_CRC0[-3:-1] == crc_bitwise(RECORD[1:-3], 0).to_bytes(2, "big")
-    assert RECORD_CRC1D0F[-3:-1] == crc_bitwise(RECORD[1:-3], 0x1D0F).to_bytes(2, "big")
+def test_vectors_have_the_manuals_shape() -> None:
+    assert RECORD[:9] == bytes.fromhex("02 0013 0007 8015 0000")
+    assert len(RECORD) == int.from_bytes(RECORD[1:3], "big") + 4
+    assert ALERT[:11] == bytes.fromhex("02 0018 0007 800A 0000 01 0F")
 
 
 def test_seal_record_byte_by_byte() -> None:
-    read = one(SealReaderCodec(), RECORD)
-    assert read == RECORD_DECODED
-    assert read.sealed is False
-    assert read.alarm is False  # opened, but approved
+    assert one(SealReaderCodec(), RECORD) == RECORD_DECODED
 
 
 def test_seal_record_encodes_to_the_same_bytes() -> None:
     assert SealReaderCodec().encode_read(RECORD_DECODED) == RECORD
 
 
-@pytest.mark.parametrize(("init", "frame"), [(0x0000, RECORD_CRC0), (0x1D0F, RECORD_CRC1D0F)])
-def test_crc_start_value_is_configurable(init: int, frame: bytes) -> None:
+@pytest.mark.parametrize("init", [0x0000, 0x1D0F])
+def test_crc_start_value_is_configurable(init: int) -> None:
+    frame = results(verify_record(0xA1), init=init)
     assert one(SealReaderCodec(crc_init=init), frame) == RECORD_DECODED
     assert SealReaderCodec(crc_init=init).encode_read(RECORD_DECODED) == frame
     wrong = one(SealReaderCodec(), frame)
-    assert isinstance(wrong, FrameError)
-    assert "CRC mismatch" in str(wrong)
+    assert isinstance(wrong, FrameError) and "CRC mismatch" in str(wrong)
+
+
+def test_layout_without_the_address_in_the_crc() -> None:
+    frame = hgt_frame(7, 0x8015, b"\x01\x01" + verify_record(0xA1), 0, skip_address=True)
+    codec = SealReaderCodec(layout="hgt-no-address")
+    assert one(codec, frame) == RECORD_DECODED
+    assert codec.encode_read(RECORD_DECODED) == frame
+    assert isinstance(one(SealReaderCodec(), frame), FrameError)
+    # Host frames cover R# in either layout ([P] 6.4.1).
+    assert codec.ack_for(ALERT_DECODED) == SealReaderCodec().ack_for(ALERT_DECODED)
+    with pytest.raises(ValueError, match="layout"):
+        SealReaderCodec(layout="simple")  # type: ignore[arg-type]
 
 
 def test_alert_byte_by_byte_and_its_ack() -> None:
     codec = SealReaderCodec()
-    alert = one(codec, ALERT)
-    assert alert == ALERT_DECODED
-    assert alert.alarm is True
-    assert alert.dedup_key == ("HG0012ABCD", "wire_tampered", T0)
-    assert codec.encode_alert(alert) == ALERT
-    assert codec.ack_for(alert) == ACK
-    assert one(SealReaderCodec(), ACK) == AlertAcked(
-        seal_id="HG0012ABCD", event="wire_tampered", sequence=5, reader=7, at=AT
-    )
+    assert one(codec, ALERT) == ALERT_DECODED
+    assert codec.encode_alert(ALERT_DECODED) == ALERT
+    ack = codec.ack_for(ALERT_DECODED)
+    assert ack == hgt_frame(7, 0x000A, b"")
+    assert one(SealReaderCodec(), ack) == AlertAcked(reader=7, at=AT)
 
 
-def test_no_seal_in_range() -> None:
+def test_plain_alert_records_name_their_event_from_burst_and_status() -> None:
     codec = SealReaderCodec()
-    assert one(codec, NO_SEAL) == NoSealInRange(reader=7, at=AT)
-    assert codec.encode_no_seal(NoSealInRange(reader=7, at=AT)) == NO_SEAL
+    opened = one(codec, alert_frame(0xA0))
+    assert (opened.event, opened.event_time, opened.sequence, opened.alarm) == (
+        "opened", None, None, True)  # fmt: skip
+    assert codec.encode_alert(opened) == alert_frame(0xA0)
+    assert one(codec, alert_frame(0x88)).event == "wire_tampered"
+    assert one(codec, alert_frame(0x80, burst=0x79)).event == "closed"
+    assert one(codec, alert_frame(0x10, burst=0x79)).event == "sealed"  # suspended set ran
+    with_org = one(codec, alert_frame(0xA1, tail=b"\x00\x12\x34"))  # ORG_ID, not decoded
+    assert (with_org.event, with_org.alarm) == ("opened", False)
+    nameless = one(codec, alert_frame(0x00, burst=0x78))
+    assert isinstance(nameless, FrameError) and "names no event" in str(nameless)
 
 
-def test_read_request_with_stx_inside_its_crc() -> None:
+def test_no_seal_detected() -> None:
     codec = SealReaderCodec()
-    assert codec.read_request(7) == READ_REQUEST
-    assert one(codec, READ_REQUEST) == ReadRequested(reader=7, at=AT)
+    frame = results(b"\x00")
+    assert one(codec, frame) == NoSealInRange(reader=7, at=AT)
+    assert codec.encode_no_seal(NoSealInRange(reader=7, at=AT)) == frame
 
 
-def reader_frame(body: bytes, init: int = 0xFFFF) -> bytes:
-    """STX + body (LEN .. DATA) + CRC + ETX, built with the reference CRC."""
-    return b"\x02" + body + crc_bitwise(body, init).to_bytes(2, "big") + b"\x03"
+def test_get_results_and_verify_requests() -> None:
+    codec = SealReaderCodec()
+    assert codec.read_request(7) == hgt_frame(7, 0x0015, b"\x01")
+    assert one(codec, codec.read_request(7, 2)) == ReadRequested(reader=7, channel=2, at=AT)
+    verify = codec.verify_request(7)
+    assert verify == hgt_frame(7, 0x0020, bytes.fromhex("01 05 10 02 8000"))
+    assert one(codec, verify) == HostCommand(command=0x20, reader=7, data=verify[7:-3], at=AT)
 
 
-def record_body(status: int = 0, battery: int = 50, seal: bytes = b"HG0012ABCD") -> bytes:
-    return bytes([0x13, 1, 0x52, 0]) + seal + bytes([status, battery]) + bytes(4)
+def test_records_across_packets_and_several_seals() -> None:
+    other = bytes.fromhex("1D2A00000001")
+    records = verify_record(0x00) + verify_record(0x40, other)
+    first = hgt_frame(7, 0x8015, b"\x02\x01" + records[:5], 0)
+    second = hgt_frame(7, 0x8015, b"\x02\x02" + records[5:], 0)
+    codec = SealReaderCodec()
+    assert codec.feed(first, AT) == []
+    reads = codec.feed(second, AT)
+    assert [(r.seal_id, r.low_battery) for r in reads] == [
+        ("48481010102F", False), ("1D2A00000001", True)]  # fmt: skip
+    lone = SealReaderCodec().feed(second, AT)
+    assert len(lone) == 1 and "out of sequence" in str(lone[0])
 
 
 @pytest.mark.parametrize(
     ("status", "field"),
-    [
-        (0x80, "tampered"),
-        (0x40, "low_battery"),
-        (0x20, "opened"),
-        (0x08, "wire_changed"),
-        (0x01, "approved_open"),
-    ],
-)
-def test_seal_status_bits(status: int, field: str) -> None:
-    read = one(SealReaderCodec(), reader_frame(record_body(status)))
-    flags = ("tampered", "low_battery", "opened", "wire_changed", "approved_open")
-    assert {name for name in flags if getattr(read, name)} == {field}
+    [(0x80, "tampered"), (0x40, "low_battery"), (0x20, "opened"), (0x10, "suspended_set"),
+     (0x08, "wire_changed"), (0x01, "approved_open")],
+)  # fmt: skip
+def test_short_status_bits(status: int, field: str) -> None:
+    read = one(SealReaderCodec(), results(verify_record(status)))
+    flags = ("opened", "tampered", "low_battery", "wire_changed", "approved_open", "suspended_set")
+    assert {f for f in flags if getattr(read, f)} == {field}
 
 
-def test_reserved_status_bits_are_ignored_and_times_are_utc() -> None:
-    read = one(SealReaderCodec(), reader_frame(record_body(0x16)))
-    assert isinstance(read, SealRead)
-    assert not (read.opened or read.tampered or read.low_battery or read.wire_changed)
-    assert read.seal_time == datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def test_battery_unknown_and_out_of_range() -> None:
-    assert one(SealReaderCodec(), reader_frame(record_body(battery=0xFF))).battery_pct is None
-    bad = one(SealReaderCodec(), reader_frame(record_body(battery=101)))
-    assert isinstance(bad, FrameError)
-    assert "battery" in str(bad)
-
-
-def test_lowercase_tag_hex_is_normalised() -> None:
-    read = one(SealReaderCodec(), reader_frame(record_body(seal=b"hg0012abcd")))
-    assert read.seal_id == "HG0012ABCD"
+def test_unnamed_status_bits_and_longer_results_are_passed_over() -> None:
+    read = one(SealReaderCodec(), results(verify_record(0x06, extra=b"\x33\x09\x93\x01")))
+    assert read == replace(RECORD_DECODED, opened=False, tampered=False, approved_open=False)
 
 
 @pytest.mark.parametrize(
-    ("opened", "approved", "tampered", "alarm"),
+    ("status", "alarm"),
     [
-        (False, False, False, False),
-        (True, True, False, False),
-        (True, False, False, True),  # open without approval
-        (False, False, True, True),  # tamper latched
-        (True, True, True, True),  # approved opening does not excuse tampering
-        (False, True, False, False),
+        (0x00, False),
+        (0xA0, True),  # opened (and so tampered) without approval
+        (0xA1, False),  # approved open: an allowed tampered state
+        (0x80, True),  # latched tamper
+        (0x81, False),  # approved, wire closed again
+        (0xB0, False),  # open wire while a suspended set waits for it
+        (0x88, True),  # wire resistance changed
+        (0x89, True),  # ... approval does not cover a shorted wire
     ],
 )
-def test_read_alarm_semantics(opened: bool, approved: bool, tampered: bool, alarm: bool) -> None:
-    read = SealRead(
-        seal_id="HG0012ABCD", opened=opened, tampered=tampered, approved_open=approved,
-        battery_pct=90, seal_time=T0, reader=1, at=AT,
-    )  # fmt: skip
-    assert read.alarm is alarm
-    assert read.sealed is (not opened)
+def test_read_alarm_semantics(status: int, alarm: bool) -> None:
+    assert one(SealReaderCodec(), results(verify_record(status))).alarm is alarm
 
 
 @pytest.mark.parametrize(
-    ("event", "opened", "approved", "tampered", "alarm"),
+    ("code", "short", "event", "alarm"),
     [
-        ("sealed", False, False, False, False),
-        ("closed", False, False, False, False),
-        ("low_battery", False, False, False, False),
-        ("opened", True, True, False, False),  # authorised opening
-        ("opened", True, False, False, True),
-        ("opened", False, False, False, True),  # the event alone says it opened
-        ("wire_tampered", False, False, False, True),  # the event alone says tamper
-        ("closed", False, False, True, True),  # the latched bit still raises
+        (4, 0xA0, "opened", True),
+        (4, 0xA1, "opened", False),
+        (4, 0x00, "opened", True),  # the event says opened even if the status lags
+        (2, 0x88, "wire_tampered", True),
+        (5, 0x00, "closed", False),
+        (5, 0x81, "closed", False),
+        (1, 0x00, "sealed", False),
+        (7, 0x00, "sealed", False),  # soft set is a seal event, not a bad frame
+        (0x0C, 0x10, "sealed", False),  # suspended set
+        (3, 0x40, "low_battery", False),
     ],
 )
-def test_alert_alarm_semantics(
-    event: SealEvent, opened: bool, approved: bool, tampered: bool, alarm: bool
-) -> None:
-    alert = SealAlert(
-        seal_id="HG0012ABCD", event=event, opened=opened, tampered=tampered,
-        approved_open=approved, event_time=T0, sequence=0, reader=1, at=AT,
-    )  # fmt: skip
-    assert alert.alarm is alarm
+def test_alert_events_and_alarm_semantics(code: int, short: int, event: str, alarm: bool) -> None:
+    tail = bytes([9, code]) + (1741948245).to_bytes(4, "big")
+    alert = one(SealReaderCodec(), alert_frame(short, tail=tail))
+    assert (alert.event, alert.event_code, alert.alarm) == (event, code, alarm)
 
 
 @pytest.mark.parametrize(
     ("frame", "message"),
     [
-        (bytes.fromhex("02 02 07 51 00 00 00 03"), "bad length 2"),
-        (bytes.fromhex("02 C8 07 51 00"), "bad length 200"),
-        (bytes.fromhex("02 03 07 77 00 00 00 03"), "unknown message type 0x77"),
-        (bytes.fromhex("02 04 07 51 00 00 00 00 03"), "does not fit message type 0x51"),
-        (READ_REQUEST[:-1] + b"\x04", "missing ETX"),
-        (READ_REQUEST[:-2] + b"\x03\x03", "CRC mismatch"),
+        (b"\x02\x00\x05" + b"\x00" * 8, "bad byte count 5"),
+        (b"\x02\x04\x01" + b"\x00" * 8, "bad byte count 1025"),
+        (hgt_frame(7, 0x0033, b""), "unknown command 0x0033"),
+        (hgt_frame(7, 0x4015, b"\x00\x00"), "unknown command 0x4015"),
+        (hgt_frame(7, 0x8030, b"\x00\x00"), "unknown message type 0x8030"),
+        (hgt_frame(7, 0x9015, b"\x00\x00"), "unknown message type 0x9015"),
+        (RECORD[:-1] + b"\x04", "missing ETX"),
+        (RECORD[:-3] + b"\x00\x00\x03", "CRC mismatch"),
     ],
 )
 def test_framing_errors_then_resync(frame: bytes, message: str) -> None:
     items = feed_bytewise(SealReaderCodec(), frame + RECORD)
-    assert message in str(items[0])
-    assert messages(items) == [RECORD_DECODED]
+    assert message in str(errors(items)[0])
+    assert messages(items)[-1] == RECORD_DECODED
 
 
 @pytest.mark.parametrize(
-    ("body", "message"),
+    ("frame", "message"),
     [
-        (record_body(seal=b"HG0012ABCG"), "seal id"),  # G is not hex
-        (record_body(seal=b"H-0012ABCD"), "seal id"),
-        (bytes([0x14, 1, 0x41, 0]) + b"HG0012ABCD" + bytes([0, 9]) + bytes(5), "event code 9"),
-        (bytes([0x07, 1, 0x42, 0]) + b"#B=1", "no-seal report"),
+        (alert_frame(0xA0, burst=0x55), "unknown burst type 0x55"),
+        (alert_frame(0xA0, tail=bytes([1, 0x0A, 0, 0, 0, 0])), "event code 0x0A"),
+        (alert_frame(0xA0, tail=b"\x01"), "fits no seal record"),
+        (hgt_frame(7, 0x800A, b"\x01\x09" + SEAL + b"\x7a", 0), "#B 9 but 8 bytes"),
+        (results(b"\x00", b"\x00"), "#B = 0 record among others"),
+        (results(b"\x04\x01\x02\x03"), "does not fit"),
+        (results(verify_record(0x00)[:-2] + b"\x90\x00"), "reported a problem"),
+        (hgt_frame(7, 0x8015, b"\x01\x02" + verify_record(0), 0), "packet 2 of 1"),
     ],
 )
-def test_bad_data_with_good_crc_is_one_error(body: bytes, message: str) -> None:
-    items = feed_bytewise(SealReaderCodec(), reader_frame(body) + RECORD)
-    assert len(errors(items)) == 1
-    assert message in str(items[0])
+def test_bad_data_with_good_crc_is_one_error(frame: bytes, message: str) -> None:
+    items = feed_bytewise(SealReaderCodec(), frame + RECORD)
+    assert len(errors(items)) == 1 and message in str(errors(items)[0])
     assert messages(items) == [RECORD_DECODED]
 
 
 def test_truncated_frame_then_resync() -> None:
-    items = feed_bytewise(SealReaderCodec(), ALERT[:9] + RECORD)
-    assert messages(items) == [RECORD_DECODED]
-    assert errors(items)
+    items = feed_bytewise(SealReaderCodec(), ALERT[:14] + RECORD)
+    assert errors(items) and messages(items) == [RECORD_DECODED]
 
 
 def test_noise_before_a_frame_is_one_error() -> None:
     items = feed_bytewise(SealReaderCodec(), b"\x30\x31garbage\r\n" + RECORD)
-    assert len(errors(items)) == 1
-    assert "11 bytes of noise" in str(items[0])
+    assert [str(e) for e in errors(items)] == ["seal reader: 11 bytes of noise before STX"]
     assert messages(items) == [RECORD_DECODED]
+
+
+def test_other_well_formed_answers_are_generic() -> None:
+    not_ready = one(SealReaderCodec(), hgt_frame(7, 0x8015, b"\x05", 0x8000))
+    assert not_ready == ReaderReply(message=0x8015, reader=7, reader_status=0x8000,
+                                    data=b"\x05", at=AT)  # fmt: skip
 
 
 def test_encoders_reject_what_does_not_fit() -> None:
     codec = SealReaderCodec()
-    with pytest.raises(ValueError, match="seal id"):
-        codec.encode_read(SealRead(
-            seal_id="HG12", opened=False, tampered=False, battery_pct=1, seal_time=T0,
-            reader=1, at=AT,
-        ))  # fmt: skip
+    with pytest.raises(ValueError, match="12 hex digits"):
+        codec.encode_read(replace(RECORD_DECODED, seal_id="HG0012ABCD"))
+    with pytest.raises(ValueError, match="12 hex digits"):
+        codec.encode_read(replace(RECORD_DECODED, seal_id="48481010102G"))
+    with pytest.raises(ValueError, match="R#"):
+        codec.encode_read(replace(RECORD_DECODED, reader=0x10000))
     with pytest.raises(ValueError, match="time zone"):
-        codec.encode_alert(SealAlert(
-            seal_id="HG0012ABCD", event="opened", opened=True, tampered=False,
-            event_time=datetime(2025, 1, 1), sequence=1, reader=1, at=AT,
-        ))  # fmt: skip
+        codec.encode_alert(replace(ALERT_DECODED, event_time=datetime(2025, 1, 1)))
     with pytest.raises(ValueError, match="sequence"):
-        codec.ack_for(SealAlert(
-            seal_id="HG0012ABCD", event="opened", opened=True, tampered=False,
-            event_time=T0, sequence=256, reader=1, at=AT,
-        ))  # fmt: skip
+        codec.encode_alert(replace(ALERT_DECODED, sequence=256))
+    with pytest.raises(ValueError, match="do not fit #B"):
+        codec.frame(1, 0x8015, bytes(0x400))
 
 
 # -- gate reader: properties ---------------------------------------------------------------
 
-SEAL_IDS = st.builds(
-    operator.add,
-    st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=2, max_size=2),
-    st.integers(0, 0xFFFF_FFFF).map("{:08X}".format),
-)
+SEAL_IDS = st.binary(min_size=6, max_size=6).map(lambda b: b.hex().upper())
 TIMES = st.integers(0, 0xFFFF_FFFF).map(lambda s: datetime.fromtimestamp(s, UTC))
 BYTE = st.integers(0, 255)
-EVENT_NAMES: list[SealEvent] = ["sealed", "wire_tampered", "low_battery", "opened", "closed"]
+WORD = st.integers(0, 0xFFFF)
 
 SEAL_READS = st.builds(
     SealRead,
     seal_id=SEAL_IDS, opened=st.booleans(), tampered=st.booleans(), low_battery=st.booleans(),
-    wire_changed=st.booleans(), approved_open=st.booleans(),
-    battery_pct=st.none() | st.integers(0, 100), seal_time=TIMES, reader=BYTE,
-    reader_status=BYTE, at=st.just(AT),
+    wire_changed=st.booleans(), approved_open=st.booleans(), suspended_set=st.booleans(),
+    reader=WORD, reader_status=WORD, at=st.just(AT),
 )  # fmt: skip
-SEAL_ALERTS = st.builds(
-    SealAlert,
-    seal_id=SEAL_IDS, event=st.sampled_from(EVENT_NAMES), opened=st.booleans(),
-    tampered=st.booleans(), low_battery=st.booleans(), wire_changed=st.booleans(),
-    approved_open=st.booleans(), event_time=TIMES, sequence=BYTE, reader=BYTE,
-    reader_status=BYTE, at=st.just(AT),
-)  # fmt: skip
-NO_SEALS = st.builds(NoSealInRange, reader=BYTE, reader_status=BYTE, at=st.just(AT))
+
+
+@st.composite
+def seal_alerts(draw: st.DrawFn) -> SealAlert:
+    code = draw(st.sampled_from(sorted(EVENTS)))
+    return SealAlert(
+        seal_id=draw(SEAL_IDS), event=EVENTS[code], event_code=code, opened=draw(st.booleans()),
+        tampered=draw(st.booleans()), low_battery=draw(st.booleans()),
+        wire_changed=draw(st.booleans()), approved_open=draw(st.booleans()),
+        suspended_set=draw(st.booleans()), event_time=draw(TIMES), sequence=draw(BYTE),
+        burst=draw(st.sampled_from([0x77, 0x78, 0x79, 0x7A])), channel=draw(BYTE),
+        reader=draw(WORD), reader_status=draw(WORD), at=AT,
+    )  # fmt: skip
+
+
+NO_SEALS = st.builds(NoSealInRange, reader=WORD, reader_status=WORD, at=st.just(AT))
 CRC_INITS = st.sampled_from([0xFFFF, 0x0000, 0x1D0F])
+LAYOUT_NAMES = st.sampled_from(["hgt", "hgt-no-address"])
 
 
 def reader_wire(codec: SealReaderCodec, item: Any) -> tuple[bytes, list[Any]]:
     """Bytes for one generated item and what decoding them must give back."""
     if isinstance(item, SealRead):
         return codec.encode_read(item), [item]
-    if isinstance(item, SealAlert):  # the reader's alert, then the host's ACK of it
-        ack = AlertAcked(
-            seal_id=item.seal_id, event=item.event, sequence=item.sequence, reader=item.reader,
-            at=AT,
-        )  # fmt: skip
-        return codec.encode_alert(item) + codec.ack_for(item), [item, ack]
+    if isinstance(item, SealAlert):  # the reader's alert, then the host's ack of it
+        return codec.encode_alert(item) + codec.ack_for(item), [
+            item, AlertAcked(reader=item.reader, at=AT)]  # fmt: skip
     assert isinstance(item, NoSealInRange)
     return codec.encode_no_seal(item) + codec.read_request(item.reader), [
         item,
@@ -403,21 +436,23 @@ def reader_wire(codec: SealReaderCodec, item: Any) -> tuple[bytes, list[Any]]:
     ]
 
 
-READER_ITEMS = st.lists(st.one_of(SEAL_READS, SEAL_ALERTS, NO_SEALS), min_size=1, max_size=5)
+READER_ITEMS = st.lists(st.one_of(SEAL_READS, seal_alerts(), NO_SEALS), min_size=1, max_size=5)
 
 
 @FUZZ
-@given(data=st.data(), init=CRC_INITS)
-def test_reader_stream_decodes_the_same_in_any_chunking(data: st.DataObject, init: int) -> None:
-    codec = SealReaderCodec(crc_init=init)
+@given(data=st.data(), init=CRC_INITS, layout=LAYOUT_NAMES)
+def test_reader_stream_decodes_the_same_in_any_chunking(
+    data: st.DataObject, init: int, layout: Layout
+) -> None:
+    codec = SealReaderCodec(crc_init=init, layout=layout)
     items = data.draw(READER_ITEMS, label="items")
     wires = [reader_wire(codec, i) for i in items]
     stream = b"".join(w for w, _ in wires)
     expected = [m for _, ms in wires for m in ms]
     cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=20), label="cuts")
-    whole = SealReaderCodec(crc_init=init).feed(stream, AT)
+    whole = SealReaderCodec(crc_init=init, layout=layout).feed(stream, AT)
     assert whole == expected
-    assert feed_in_chunks(SealReaderCodec(crc_init=init), stream, cuts) == expected
+    assert feed_in_chunks(SealReaderCodec(crc_init=init, layout=layout), stream, cuts) == expected
 
 
 @FUZZ
@@ -596,15 +631,13 @@ def jt_wire(content: bytes, check: int | None = None) -> bytes:
     [
         (jt_wire(HEADER + BODY, check=0x00), "check code 0x00, computed 0x7E"),
         (b"\x7e\x02\x00\x7d\x03\x7e", "bad escape 0x7D followed by 0x03"),
-        (b"\x7e\x02\x00\x7d\x7e", "bad escape 0x7D followed by end of frame"),
+        (b"\x7e\x02\x00\x7d\x7d\x7e", "bad escape 0x7D followed by 0x7D"),
         (jt_wire(HEADER + BODY[:-1]), "body is 40 bytes, header says 41"),
         (jt_wire(HEADER[:2] + b"\x00\x1b" + HEADER[4:] + BODY[:27]), "needs 28"),
-        (jt_wire(HEADER[:2] + b"\x00\x1f" + HEADER[4:] + BODY[:28] + b"\x01\x04\x00"), "overruns"),
-        (jt_wire(HEADER[:2] + b"\x00\x1d" + HEADER[4:] + BODY[:29]), "has no length"),
         (jt_wire(HEADER[:4] + bytes.fromhex("0139123456A8") + HEADER[10:] + BODY), "not BCD"),
         (jt_wire(HEADER + BODY[:22] + bytes.fromhex("251314183045") + BODY[28:]), "not a date"),
         (jt_wire(HEADER + BODY[:22] + bytes.fromhex("2503141830A5") + BODY[28:]), "not BCD"),
-        (jt_wire(HEADER[:2] + b"\x40\x29" + HEADER[4:] + BODY), "2019"),
+        (jt_wire(HEADER[:2] + b"\x40\x28" + HEADER[4:] + BODY), "2019 header; nor a 2013"),
         (jt_wire(HEADER[:5]), "too short"),
         (jt_wire(HEADER[:2] + b"\x20\x29" + HEADER[4:]), "subpackage header truncated"),
     ],
@@ -651,9 +684,119 @@ def test_encode_rejects_what_does_not_fit() -> None:
         )
 
 
+# -- JT/T 808: 2019 headers, tolerated quirks, flag presets -------------------------------
+
+# The same report in a 2019 header (§4.4): properties 0x4029 (bit 14 = version flag) |
+# protocol version 01 | phone BCD[10] 00000000013912345678 | serial 0x007E (escaped).
+HEADER_2019 = bytes.fromhex("0200 4029 01 00000000013912345678 007E")
+TERMINAL_2019 = "00000000013912345678"
+
+
+def test_a_2019_report_decodes_and_is_answered_in_2019() -> None:
+    codec = Jt808Codec()
+    report = one(codec, jt_wire(HEADER_2019 + BODY))
+    assert isinstance(report, PositionReported)
+    assert (report.terminal, report.version, report.protocol) == (TERMINAL_2019, 1, "2019")
+    assert report.summary()["protocol"] == "2019"
+    assert (report.lat, report.lon, report.flags) == (22.543096, 114.057865, POSITION_DECODED.flags)
+    assert codec.encode_position(report) == jt_wire(HEADER_2019 + BODY)
+    # 0x8001 | props 0x4005 | version 01 | the terminal's 20 digits | serial 0 | body.
+    reply = bytes.fromhex("8001 4005 01 00000000013912345678 0000 007E 0200 00")
+    assert codec.general_response(report) == jt_wire(reply)
+
+
+def test_2013_and_2019_registration_responses_follow_the_terminal() -> None:
+    codec = Jt808Codec()
+    old = one(codec, jt808.encode(0x0100, "013912345678", 0x12, b"\x00" * 37))
+    new = one(codec, jt808.encode(0x0100, TERMINAL_2019, 0x12, b"\x00" * 76, version=1))
+    assert (old.protocol, new.protocol) == ("2013", "2019")
+    assert codec.registration_response(old, auth_code="A") == jt_wire(
+        bytes.fromhex("8100 0004 013912345678 0000 0012 00 41")
+    )
+    assert codec.registration_response(new, auth_code="A") == jt_wire(
+        bytes.fromhex("8100 4004 01 00000000013912345678 0001 0012 00 41")
+    )
+
+
+def test_a_2013_frame_with_reserved_bit_14_is_read_as_2013() -> None:
+    codec = Jt808Codec()
+    wire = jt_wire(HEADER[:2] + b"\x40\x29" + HEADER[4:] + BODY)
+    report = one(codec, wire)
+    assert report == replace(POSITION_DECODED, quirks=frozenset({"reserved_bit14"}))
+    assert report.protocol == "2013"
+    assert codec.general_response(report) == bytes.fromhex(
+        "7E 8001 0005 013912345678 0000 007D02 0200 00 C8 7E"
+    ), "answered in 2013, without the stray bit"
+
+
+def test_a_frame_fitting_the_2019_layout_is_2019_even_if_2013_would_not_fit() -> None:
+    # 2013 reading of a 2019 frame: 5 bytes more body than declared; the 2019 one fits.
+    report = one(Jt808Codec(), jt_wire(HEADER_2019 + BODY))
+    assert report.quirks == frozenset()
+
+
+def test_a_lone_0x7d_before_the_closing_flag_is_tolerated() -> None:
+    content = bytes.fromhex("0002 0000 000000000679 0000")  # XOR = 0x7D, left unescaped
+    assert reduce(operator.xor, content) == 0x7D
+    items = feed_bytewise(Jt808Codec(), b"\x7e" + content + b"\x7d\x7e" + POSITION_WIRE)
+    assert items[0] == Jt808Message(
+        msg_id=2, terminal="000000000679", serial=0, body=b"",
+        quirks=frozenset({"lone_escape"}), at=AT,
+    )  # fmt: skip
+    assert items[1:] == [POSITION_DECODED]
+    # Anywhere else a lone 0x7D is still an error, and a wrong check still is too.
+    assert "bad escape" in str(one(Jt808Codec(), b"\x7e\x02\x7d\x00" + content + b"\x7e"))
+    bad = one(Jt808Codec(), b"\x7e" + content[:-1] + b"\x01\x7d\x7e")
+    assert "check code 0x7D" in str(bad)
+
+
+@pytest.mark.parametrize(
+    ("trailer", "extras"),
+    [
+        (b"\x01\x04\x00", ()),  # declares 4 bytes, 1 left
+        (b"\x30\x01\x1f\xf6\x04\x14\x50", ((0x30, b"\x1f"),)),  # a good item, then a bad one
+        (b"\x01", ()),  # an id without a length
+    ],
+)
+def test_an_overrunning_item_is_set_aside_and_the_report_kept(
+    trailer: bytes, extras: tuple[tuple[int, bytes], ...]
+) -> None:
+    body = BODY[:28] + trailer
+    header = HEADER[:2] + bytes([0, len(body)]) + HEADER[4:]
+    report = one(Jt808Codec(), jt_wire(header + body))
+    assert isinstance(report, PositionReported)
+    assert report.alarms == {"emergency", "gnss_fault"}, "alarm and status words kept"
+    assert report.alarm_bits == 0x11 and report.status_bits == 0x3003
+    assert report.extras == extras
+    assert report.set_aside == trailer[sum(2 + len(v) for _, v in extras) :]
+    assert report.quirks == {"item_set_aside"}
+    assert Jt808Codec().encode_position(report) == jt_wire(header + body)
+
+
+def test_alarm_bit_17_is_named_only_by_a_vendor_preset() -> None:
+    body = bytes.fromhex("00020000") + BODY[4:28]  # alarm bit 17 only
+    wire = jt_wire(HEADER_2019[:2] + b"\x40\x1c" + HEADER_2019[4:] + body)
+    report = one(Jt808Codec(), wire)
+    assert report.alarm_bits == 1 << 17
+    assert report.flags == {"acc_on", "locked", "door_open"}, "bit 17 has no default name"
+    assert not report.alarm, "2019: a right-turn blind-spot warning, not a tamper"
+    example = Jt808Codec(flags=preset_flags("example-elock"))
+    assert one(example, wire).alarms == {"lock_cut"}, "only when configured"
+    assert "lock_cut" not in jt808.DEFAULT_FLAGS
+    with pytest.raises(ValueError, match="unknown flags preset 'acme'"):
+        preset_flags("acme")
+    assert preset_flags("none", {"lock_open": ("status", 20)}) == {"lock_open": ("status", 20)}
+
+
+def test_encode_rejects_a_2019_phone_too_long() -> None:
+    with pytest.raises(ValueError, match="20 decimal digits"):
+        jt808.encode(2, "1" * 21, 1, b"", version=PROTOCOL_VERSION_2019)
+
+
 # -- JT/T 808: properties ------------------------------------------------------------------
 
 TERMINALS = st.text("0123456789", min_size=12, max_size=12)
+TERMINALS_2019 = st.text("0123456789", min_size=20, max_size=20)
 DEVICE_TIMES = st.none() | st.datetimes(
     min_value=datetime(2000, 1, 2), max_value=datetime(2099, 12, 30), timezones=st.just(UTC)
 ).map(lambda d: d.replace(microsecond=0))
@@ -665,8 +808,10 @@ def locations(draw: st.DrawFn, codec: Jt808Codec) -> dict[str, Any]:
     """Keyword arguments for ``encode_location`` at the wire's own resolution."""
     lat = draw(st.integers(0, 90_000_000)) / 1e6
     lon = draw(st.integers(0, 180_000_000)) / 1e6
+    version = draw(st.none() | st.integers(0, 255))
     return {
-        "terminal": draw(TERMINALS),
+        "version": version,
+        "terminal": draw(TERMINALS if version is None else TERMINALS_2019),
         "serial": draw(st.integers(0, 0xFFFF)),
         "lat": -lat if draw(st.booleans()) else lat,
         "lon": -lon if draw(st.booleans()) else lon,
@@ -691,16 +836,19 @@ def test_location_round_trip(data: st.DataObject) -> None:
     report = one(codec, wire)
     assert isinstance(report, PositionReported)
     for field in ("terminal", "serial", "lat", "lon", "device_time", "altitude_m", "speed_kmh",
-                  "heading_deg", "located", "flags", "extras"):  # fmt: skip
+                  "heading_deg", "located", "flags", "extras", "version"):  # fmt: skip
         assert getattr(report, field) == kwargs[field], field
     assert report.alarms == kwargs["flags"] & codec.alarm_flags
     assert codec.encode_position(report) == wire
 
 
+JT_IDS = st.sampled_from([jt808.HEARTBEAT, jt808.REGISTRATION, jt808.AUTHENTICATION, 0x0704])
 JT_MESSAGES = st.builds(
-    jt808.encode,
-    st.sampled_from([jt808.HEARTBEAT, jt808.REGISTRATION, jt808.AUTHENTICATION, 0x0704]),
-    TERMINALS,
+    jt808.encode, JT_IDS, TERMINALS, st.integers(0, 0xFFFF), st.binary(max_size=60)
+) | st.builds(
+    lambda *a: jt808.encode(*a, version=PROTOCOL_VERSION_2019),
+    JT_IDS,
+    TERMINALS_2019,
     st.integers(0, 0xFFFF),
     st.binary(max_size=60),
 )

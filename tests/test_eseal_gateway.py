@@ -24,6 +24,7 @@ from simulators.eseal import PROTOCOL_FAULTS, EsealSimulator
 from tests.broker import Central, Mosquitto, free_port
 from tests.helpers import config_text
 from tests.process import GatewayProcess
+from tests.test_seal_durability import jt808_config
 
 ROOT = "customs/haiphong-dinhvu/gate-3"
 
@@ -178,10 +179,7 @@ async def test_jt808_elock_alarms_and_positions_reach_central_once(
     tmp_path: Path, broker: Mosquitto, central: Central
 ) -> None:
     port = free_port()
-    config = tmp_path / "gateway.toml"
-    device = {"id": "elock-gw", "driver": "eseal.jt808", "listen_host": "127.0.0.1",
-              "listen_port": port, "seal_interval_s": 0}  # fmt: skip
-    config.write_text(config_text(tmp_path / "data", broker.port, [device]))
+    config = jt808_config(tmp_path, broker, port)
     gateway = GatewayProcess(config, tmp_path)
     faults = sorted(PROTOCOL_FAULTS["jt808"])
     try:
@@ -216,6 +214,57 @@ async def test_jt808_elock_alarms_and_positions_reach_central_once(
     assert all(r["data"]["position"]["lat"] for r in alarm_records)
     positions = central.records("reading/elock-gw/position")
     assert {p["data"]["terminal"] for p in positions} == {sim.terminal}
+
+
+async def test_jt808_2013_and_2019_elocks_share_the_listener_and_status_shows_both(
+    tmp_path: Path, broker: Mosquitto, central: Central
+) -> None:
+    port = free_port()
+    config = jt808_config(tmp_path, broker, port)
+    gateway = GatewayProcess(config, tmp_path)
+    try:
+        await gateway.start()
+        old = EsealSimulator(protocol="jt808", tcp_port=port, events=12, seed=9, speed=8,
+                             register=True, terminal="013800138000")  # fmt: skip
+        new = EsealSimulator(protocol="jt808", tcp_port=port, events=12, seed=10, speed=8,
+                             register=True, terminal="13900139000",
+                             jt808_version="2019")  # fmt: skip
+        async with old, new:
+            await asyncio.wait_for(asyncio.gather(old.finished.wait(), new.finished.wait()), 60)
+        assert len(old.acked) == len(old.sent) and len(new.acked) == len(new.sent), (
+            "every report answered, each in its terminal's own version"
+        )
+        terminals = {old.terminal, new.terminal}
+        assert terminals == {"013800138000", "00000000013900139000"}
+        await central.wait_for(
+            lambda c: {p["data"]["terminal"] for p in c.records("elock-gw/position")} == terminals,
+            30,
+        )
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway.ctl", "--config", str(config), "status",
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await proc.communicate()
+        assert "JT/T 808 terminals by protocol version: 2013: 1, 2019: 1" in out.decode()
+        assert await gateway.stop() == 0
+    finally:
+        await gateway.ensure_stopped()
+    state = device_state(central, "elock-gw")
+    assert state["counters"]["terminals_2013"] == 1 and state["counters"]["terminals_2019"] == 1
+    assert state["last_reading"]["protocol"] in ("2013", "2019")
+
+
+def test_jt808_config_presets_name_vendor_bits_only_when_asked() -> None:
+    default = Jt808Config(id="x", driver="eseal.jt808", listen_port=7018).codec()
+    assert "lock_cut" not in default.flags, "alarm bit 17 is no tamper by default"
+    example = Jt808Config(id="x", driver="eseal.jt808", listen_port=7018,
+                          flags_preset="example-elock").codec()  # fmt: skip
+    assert "lock_cut" in example.alarm_flags
+    added = Jt808Config(id="x", driver="eseal.jt808", listen_port=7018,
+                        flags={"lock_cut": ("status", 20)}).codec()  # fmt: skip
+    assert added.flags["lock_cut"] == ("status", 20) and "locked" in added.flags
+    with pytest.raises(ValueError, match="unknown flags preset"):
+        Jt808Config(id="x", driver="eseal.jt808", listen_port=7018, flags_preset="acme")
 
 
 def test_jt808_config_rejects_an_alarm_flag_it_cannot_map(tmp_path: Path) -> None:

@@ -17,11 +17,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import pytest
 
 from drivers.eseal.jt808 import REGISTRATION, Jt808Codec, Jt808Message, PositionReported
+from drivers.eseal.probe import probe_reader, render
 from drivers.eseal.reader_codec import (
     Decoded,
     NoSealInRange,
@@ -125,7 +126,28 @@ async def test_reader_pty_repeats_alerts_until_acked(tmp_path: Path) -> None:
         assert 2 <= host.alert_arrivals[alert.dedup_key] <= 3
     acked = only(sim.acked, SealAlert)
     assert sorted(a.sequence for a in acked) == sorted(a.sequence for a in alerts)
+    assert [a.dedup_key for a in acked] == [a.dedup_key for a in alerts], (
+        "one unsynchronized message outstanding at a time: acknowledged in order"
+    )
     assert not (tmp_path / "seal0").exists()  # the link is removed on exit
+
+
+async def test_reader_speaks_the_hi_g_tek_layout_and_the_probe_names_it() -> None:
+    """The simulator frames as the Hi-G-Tek manual does (STX, 2-byte #B, R#, MSGT 8015h or
+    800Ah, R_status); a reader whose CRC leaves R# out (layout ``hgt-no-address``) and
+    starts at 0x0000 is identified by the probe, which acknowledges nothing."""
+    async with EsealSimulator(
+        protocol="reader", tcp_port=0, seed=4, speed=SPEED, crc_init=0x0000,
+        layout="hgt-no-address",
+    ) as sim:  # fmt: skip
+        results = await probe_reader(f"socket://127.0.0.1:{sim.port}", seconds=1.0)
+        text, found = render("tcp", results)
+    assert found, text
+    assert 'crc_init = 0x0000, layout = "hgt-no-address"' in text
+    assert "crc_init 0xFFFF: layout hgt: " in text, "the defaults were tried first"
+    assert not sim.acked
+    heard = [item for r in results for item in r.good]
+    assert all(item.reader == 1 for item in heard)
 
 
 async def test_reader_pty_crc_and_noise_still_decode(tmp_path: Path) -> None:
@@ -242,6 +264,7 @@ async def run_jt808(
     register: bool = False,
     faults: Iterable[str] = (),
     fault_rates: dict[str, float] | None = None,
+    jt808_version: Literal["2013", "2019"] = "2013",
 ) -> EsealSimulator:
     server = await asyncio.start_server(platform.serve, "127.0.0.1", 0)
     port = int(server.sockets[0].getsockname()[1])
@@ -255,6 +278,7 @@ async def run_jt808(
         register=register,
         faults=faults,
         fault_rates=fault_rates,
+        jt808_version=jt808_version,
     )
     try:
         async with sim:
@@ -270,11 +294,14 @@ async def run_jt808(
     return sim
 
 
-async def test_jt808_reports_match_and_alarms_are_acked() -> None:
+@pytest.mark.parametrize("version", ["2013", "2019"])
+async def test_jt808_reports_match_and_alarms_are_acked(version: Literal["2013", "2019"]) -> None:
     platform = Platform()
-    sim = await run_jt808(platform, events=25, seed=5, register=True)
+    sim = await run_jt808(platform, events=25, seed=5, register=True, jt808_version=version)
     assert not platform.errors
     assert any(m.msg_id == REGISTRATION for m in platform.others)
+    assert {m.protocol for m in [*platform.others, *platform.reports]} == {version}
+    assert len(sim.terminal) == (12 if version == "2013" else 20)
     sent = sent_of(sim, PositionReported)
     assert len(sent) == 25
     # Alarm reports may be resent (same serial) before the response lands: dedup by serial.

@@ -28,7 +28,7 @@ from drivers.scale.protocols import CODECS
 from drivers.scale.sma import SmaCodec
 from gateway.errors import FrameError
 from gateway.readings import Stamp, WeightMeasured
-from simulators.scale import MAX_KG, MIN_KG, STEP_KG, ScaleSimulator
+from simulators.scale import MAX_KG, MIN_KG, STEP_KG, ScaleSimulator, ScaleState
 
 REPO = Path(__file__).resolve().parent.parent
 POLL_S = 0.05  # how often the test polls command/response protocols
@@ -376,3 +376,26 @@ def test_command_line_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     assert gone(link)
+
+
+def test_toledo_frames_are_what_an_indicator_sends(tmp_path: Path) -> None:
+    """Space padded, decimal point code 001 with build x2 (the 20 kg increment)."""
+    sim = ScaleSimulator(protocol="toledo", link=tmp_path / "t", trucks=1, seed=1)
+    frame = sim._frame(ScaleState(weight_kg=12340, motion=False))
+    assert frame[1] == 0x31  # A: bit 5, build code 10 (x2), decimal point code 001
+    assert frame[4:16] == b" 12340     0"
+    decoded = CODECS["toledo"]().feed(frame, Stamp.now())
+    assert [(r.weight, r.unit) for r in decoded if isinstance(r, WeightMeasured)] == [
+        (12340.0, "kg")
+    ]
+
+
+async def test_mtsics_zero_commands_get_the_manual_replies(tmp_path: Path) -> None:
+    codec = MtSicsCodec()
+    async with ScaleSimulator(
+        protocol="mtsics", link=tmp_path / "sics", trucks=1, speed=8, seed=4
+    ) as sim:
+        heard = await listen(sim, codec, extra=b"ZI\r\nZ\r\n")
+    assert heard.errors == []
+    assert sum(codec.command_replies[r] for r in ("ZI S", "ZI D")) == 1
+    assert sum(codec.command_replies[r] for r in ("Z A", "Z I")) == 1

@@ -11,6 +11,19 @@ once the batch is in the outbox. Location reports the codec cannot decode (an
 encrypted or split 0x0200, a 0x0704 batch) are never answered, since none of them can
 be stored: they count as bad frames and the terminal keeps them.
 
+JT/T 808-2013 and -2019 terminals share the listener: each connection's header
+version is recorded when its first frame decodes (and again if it changes), counted
+in the device counters (``terminals_2013``, ``terminals_2019``) and carried by the
+last reading (``protocol``), so ``gatewayctl status`` shows it; replies go out in the
+terminal's own version. Frames the codec tolerates are counted too:
+``lone_escapes`` (an unescaped 0x7D check code), ``reserved_bit14`` (a 2013 header
+with bit 14 set) and ``items_set_aside`` (an additional item overrunning the body;
+the report itself is kept).
+
+Flags: ``flags_preset`` picks a named map (``jt808``, the standard bits, by default;
+``none``; ``example-elock``, an example of a vendor map) and ``flags`` adds vendor bits
+to it. Vendor bits are never named by default.
+
 A terminal disconnecting is not the device failing; the device is down only when the
 server cannot listen.
 """
@@ -33,6 +46,7 @@ from drivers.eseal.jt808 import (
     Jt808Codec,
     Jt808Message,
     PositionReported,
+    preset_flags,
 )
 from gateway.config import DeviceSection
 from gateway.errors import DeviceInitError, FrameError
@@ -41,6 +55,13 @@ from gateway.seals import SealKeys
 
 READ_CHUNK = 4096
 
+_QUIRK_COUNTERS = {
+    "lone_escape": "lone_escapes",
+    "reserved_bit14": "reserved_bit14",
+    "item_set_aside": "items_set_aside",
+}
+"""Codec quirk -> device counter."""
+
 
 class Jt808Config(SealKeys):
     """``[[devices]]`` keys of the JT/T 808 platform the e-locks report to."""
@@ -48,8 +69,12 @@ class Jt808Config(SealKeys):
     driver: Literal["eseal.jt808"]
     listen_host: str = Field(default="0.0.0.0", description="address to listen on")  # noqa: S104
     listen_port: int = Field(ge=1, le=65535, description="TCP port the e-locks connect to")
+    flags_preset: str = Field(
+        default="jt808",
+        description="named flag map: jt808 (standard bits), none, example-elock (an example)",
+    )
     flags: dict[str, tuple[Literal["alarm", "status"], int]] | None = Field(
-        default=None, description="vendor bit map: name = [word, bit]; default JT/T 808-2013"
+        default=None, description="vendor bits added to the preset: name = [word, bit]"
     )
     alarm_flags: list[str] | None = Field(
         default=None, description="flag names that make a report an alarm"
@@ -58,22 +83,28 @@ class Jt808Config(SealKeys):
     @model_validator(mode="after")
     def _flags_make_a_codec(self) -> Self:
         try:
-            Jt808Codec(flags=self.flags, alarm_flags=self.alarm_flags)
+            self.codec()
         except ValueError as exc:
-            raise ValueError(f"flags/alarm_flags: {exc}") from None
+            raise ValueError(f"flags_preset/flags/alarm_flags: {exc}") from None
         return self
 
     def codec(self) -> Jt808Codec:
-        """A decoder with this device's flag map."""
-        return Jt808Codec(flags=self.flags, alarm_flags=self.alarm_flags)
+        """A decoder with this device's flag map.
+
+        Raises:
+            ValueError: an unknown preset, a bad bit, an alarm name not in the map.
+        """
+        flags = preset_flags(self.flags_preset, self.flags)
+        return Jt808Codec(flags=flags, alarm_flags=self.alarm_flags)
 
 
 @dataclass(slots=True, eq=False)
 class _Terminal:
-    """One connected e-lock: its stream and its decoder."""
+    """One connected e-lock: its stream, its decoder and its header version."""
 
     writer: asyncio.StreamWriter
     codec: Jt808Codec
+    protocol: str | None = None  # "2013" / "2019" once a frame decoded
 
 
 class Jt808Driver(Driver):
@@ -146,6 +177,12 @@ class Jt808Driver(Driver):
             writer.close()
 
     def _dispatch(self, item: PositionReported | Jt808Message | FrameError, t: _Terminal) -> None:
+        if not isinstance(item, FrameError):
+            if item.protocol != t.protocol:  # recorded per terminal, counted per version
+                t.protocol = item.protocol
+                self._count(f"terminals_{item.protocol}")
+            for quirk in item.quirks:
+                self._count(_QUIRK_COUNTERS[quirk])
         if isinstance(item, PositionReported | FrameError):
             self._queue.put_nowait((item, t))
         elif item.msg_id == REGISTRATION:

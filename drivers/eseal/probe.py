@@ -1,9 +1,12 @@
-"""``gatewayctl probe eseal PORT``: is a seal reader there, and with which CRC start value?
+"""``gatewayctl probe eseal PORT``: is a Hi-G-Tek reader there, with which CRC start
+value and which CRC coverage (layout)?
 
-Read-only: the probe sends read requests but never acknowledges an alert, so the
-reader keeps repeating it until the daemon stores and acknowledges it. Readers differ
-in the CRC-16 CCITT start value (HARDWARE.md makes it configuration); the probe tries
-the common ones and names the one whose frames check out.
+Read-only: the probe sends Get Results and Verify but never acknowledges an alert, so
+the reader keeps repeating it until the daemon stores and acknowledges it. The manual
+gives no CRC start value, and its two descriptions of the CRC's coverage differ for
+reader frames (R# included or not, see :mod:`drivers.eseal.reader_codec`): the probe
+tries the common start values, decodes what it hears with each layout, and names the
+pair whose frames check out.
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ import asyncio
 from dataclasses import dataclass, field
 
 from drivers.eseal.reader_codec import (
-    AlertAcked,
+    LAYOUTS,
+    Layout,
     NoSealInRange,
-    ReadRequested,
     SealAlert,
     SealRead,
     SealReaderCodec,
@@ -32,6 +35,7 @@ class ReaderProbe:
     """What one CRC start value made of the bytes heard."""
 
     crc_init: int
+    layout: Layout = "hgt"
     bytes_heard: int = 0
     good: list[SealRead | SealAlert | NoSealInRange] = field(default_factory=list)
     bad: list[str] = field(default_factory=list)
@@ -52,16 +56,18 @@ async def probe_reader(
     seconds: float = 3.0,
     reader: int = 0,
 ) -> list[ReaderProbe]:
-    """Listen on ``port`` once per CRC start value, asking for the seal in range."""
+    """Listen on ``port`` once per CRC start value, asking for the seals in range, and
+    decode what was heard with every layout (one result per start value and layout)."""
     results: list[ReaderProbe] = []
     for crc_init in crc_inits:
-        result = ReaderProbe(crc_init)
-        results.append(result)
-        codec = SealReaderCodec(crc_init=crc_init)
+        tries = [(ReaderProbe(crc_init, layout), SealReaderCodec(crc_init=crc_init, layout=layout))
+                 for layout in LAYOUTS]  # fmt: skip
+        results += [result for result, _ in tries]
         link = SerialLink(port, baudrate=baudrate, framing=framing)
         try:
             link.open()
-            link.write(codec.read_request(reader))
+            asking = tries[0][1]  # host frames are the same in every layout
+            link.write(asking.read_request(reader) + asking.verify_request(reader))
             loop = asyncio.get_running_loop()
             deadline = loop.time() + seconds
             while (left := deadline - loop.time()) > 0:
@@ -69,18 +75,20 @@ async def probe_reader(
                     data = await link.read(left)
                 except DeviceTimeoutError:
                     break
-                result.bytes_heard += len(data)
-                for item in codec.feed(data, Stamp.now()):
-                    if isinstance(item, FrameError):
-                        result.bad.append(str(item))
-                    elif not isinstance(item, AlertAcked | ReadRequested):
-                        result.good.append(item)
+                for result, codec in tries:
+                    result.bytes_heard += len(data)
+                    for item in codec.feed(data, Stamp.now()):
+                        if isinstance(item, FrameError):
+                            result.bad.append(str(item))
+                        elif isinstance(item, SealRead | SealAlert | NoSealInRange):
+                            result.good.append(item)
         except DeviceError as exc:
-            result.error = str(exc)
+            for result, _ in tries:
+                result.error = str(exc)
             break  # the port itself failed: other CRC values cannot help
         finally:
             link.close()
-        if result.convincing:
+        if any(result.convincing for result, _ in tries):
             break
     return results
 
@@ -93,7 +101,7 @@ def render(port: str, results: list[ReaderProbe]) -> tuple[str, bool]:
             lines.append(f"  error: {r.error}")
             continue
         lines.append(
-            f"  crc_init 0x{r.crc_init:04X}: {r.bytes_heard} bytes, "
+            f"  crc_init 0x{r.crc_init:04X}: layout {r.layout}: {r.bytes_heard} bytes, "
             f"{len(r.good)} valid frame(s), {len(r.bad)} bad"
         )
         for item in r.good[:4]:
@@ -104,29 +112,33 @@ def render(port: str, results: list[ReaderProbe]) -> tuple[str, bool]:
     if found is not None:
         lines.append(
             f'verdict: seal reader answers -> config driver = "eseal.reader", '
-            f'port = "{port}", crc_init = 0x{found.crc_init:04X}'
+            f'port = "{port}", crc_init = 0x{found.crc_init:04X}, layout = "{found.layout}"'
         )
         return "\n".join(lines), True
     heard = any(r.bytes_heard for r in results)
     lines.append(
         "verdict: bytes arrive but no CRC start value checks out (baud rate or framing?)"
         if heard
-        else "verdict: nothing heard (cable, power, port name, or a reader that only talks"
-        " when a seal passes)"
+        else "verdict: nothing heard (cable, power, port name, reader address, or a reader"
+        " that only talks when a seal passes)"
     )
     return "\n".join(lines), False
 
 
 def _describe(item: SealRead | SealAlert | NoSealInRange) -> str:
     if isinstance(item, NoSealInRange):
-        return f"reader {item.reader}: no seal in range (#B=0)"
+        return f"reader {item.reader}: no seal detected (#B=0)"
     if isinstance(item, SealAlert):
+        when = "time ?" if item.event_time is None else f"{item.event_time:%Y-%m-%d %H:%M:%S}Z"
         return (
-            f"reader {item.reader}: ALERT seal {item.seal_id} {item.event} at "
-            f"{item.event_time:%Y-%m-%d %H:%M:%S}Z (sequence {item.sequence})"
+            f"reader {item.reader}: ALERT seal {item.seal_id} {item.event} at {when}"
+            f" (burst 0x{item.burst:02X}, EV# {item.sequence})"
         )
     state = "opened" if item.opened else "sealed"
     if item.tampered:
-        state += ", TAMPERED"
-    battery = "battery ?" if item.battery_pct is None else f"battery {item.battery_pct}%"
-    return f"reader {item.reader}: seal {item.seal_id} {state}, {battery}"
+        state += ", tampered" + (" (approved)" if item.approved_open else "")
+    if item.suspended_set:
+        state += ", suspended set"
+    if item.low_battery:
+        state += ", LOW BATTERY"
+    return f"reader {item.reader}: seal {item.seal_id} {state}"

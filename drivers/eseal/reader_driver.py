@@ -1,14 +1,19 @@
-"""Gate reader for electronic seals (``driver = "eseal.reader"``), on serial or TCP.
+"""Hi-G-Tek DataReader gate reader (``driver = "eseal.reader"``), on serial or TCP.
 
-The reader repeats an unsolicited alert until the host acknowledges it. The driver
-acknowledges an alert only after the daemon has made its record durable: the
-supervisor asks for the next batch only once the previous one is in the outbox, so
-acknowledgements for a batch are written at the start of the next :meth:`_read`.
-A crash in between costs a repeat (de-duplicated), never an alarm.
+The reader repeats an Unsynchronized Reader Message (a seal's alert or close burst)
+until the host sends the Message Command Ack, which names no message (Hi-G-Tek manual
+6.5.5.11.2): the reader has one message outstanding at a time. The driver acknowledges
+an alert only after the daemon has made its record durable: the supervisor asks for
+the next batch only once the previous one is in the outbox, so acknowledgements for a
+batch are written at the start of the next :meth:`_read`. A crash in between costs a
+repeat (de-duplicated), never an alarm. Because the ack carries no identity, an alert
+is acknowledged once: copies of it arriving within :data:`ACK_GUARD_S` of its ack
+(duplicates, or repeats already on the wire) are not acknowledged again, since that
+ack would be taken for the next message.
 
-Read requests double as a keep-alive: every ``poll_interval_s`` the driver asks the
-reader for the seal in range; a reader that says nothing at all for
-``silence_timeout_s`` is reported down and reopened by the supervisor.
+Polling doubles as a keep-alive: every ``poll_interval_s`` the driver asks for the
+results of its previous Verify (Get Results) and starts a new Verify; a reader that
+says nothing at all for ``silence_timeout_s`` is reported down and reopened.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from drivers.base import Driver, ProbeResult
 from drivers.eseal.reader_codec import (
     DEFAULT_CRC_INIT,
     AlertAcked,
+    HostCommand,
+    Layout,
+    ReaderReply,
     ReadRequested,
     SealAlert,
     SealReaderCodec,
@@ -33,6 +41,9 @@ from gateway.config import DeviceSection
 from gateway.errors import DeviceError, DeviceTimeoutError, FrameError
 from gateway.readings import Reading, Stamp
 from gateway.seals import SealKeys
+
+ACK_GUARD_S = 0.5
+"""Copies of an acknowledged alert arriving this soon after its ack are not acked again."""
 
 
 class SealReaderConfig(SealKeys):
@@ -47,9 +58,13 @@ class SealReaderConfig(SealKeys):
     crc_init: int = Field(
         default=DEFAULT_CRC_INIT, ge=0, le=0xFFFF, description="CRC-16 CCITT start value"
     )
-    reader: int | None = Field(
-        default=None, ge=0, le=255, description="only this reader number (RS-485 bus)"
+    layout: Layout = Field(
+        default="hgt", description="CRC coverage of reader frames (gatewayctl probe eseal)"
     )
+    reader: int | None = Field(
+        default=None, ge=0, le=0xFFFF, description="only this reader address R# (RS-485 bus)"
+    )
+    channel: int = Field(default=1, ge=0, le=255, description="reader RF channel to verify on")
     poll_interval_s: float = Field(
         default=10.0, ge=0, description="read request this often (0: never)"
     )
@@ -67,9 +82,10 @@ class SealReaderDriver(Driver):
         assert isinstance(config, SealReaderConfig)
         super().__init__(config)
         self.reader_config = config
-        self.codec = SealReaderCodec(crc_init=config.crc_init)
+        self.codec = SealReaderCodec(crc_init=config.crc_init, layout=config.layout)
         self.link = SerialLink(config.port, baudrate=config.baudrate, framing=config.framing)
         self._to_ack: list[SealAlert] = []
+        self._acked: dict[tuple[object, ...], float] = {}  # alert -> when acknowledged
         self.acknowledges = True
         """False for probes: an alert acknowledged but not recorded would be lost."""
         self._heard_at = 0.0
@@ -83,8 +99,10 @@ class SealReaderDriver(Driver):
 
     async def _open(self) -> None:
         self.link.open()
-        self.codec = SealReaderCodec(crc_init=self.reader_config.crc_init)  # no stale half frame
+        cfg = self.reader_config
+        self.codec = SealReaderCodec(crc_init=cfg.crc_init, layout=cfg.layout)  # no stale half
         self._to_ack.clear()
+        self._acked.clear()
         now = asyncio.get_running_loop().time()
         self._heard_at = now
         self._next_poll = now
@@ -93,8 +111,14 @@ class SealReaderDriver(Driver):
         self.link.close()
 
     def _acknowledge(self) -> None:
-        """Acknowledge the alerts of the batch the daemon has now stored."""
+        """Acknowledge the alerts of the batch the daemon has now stored, each once."""
+        now = asyncio.get_running_loop().time()
+        self._acked = {k: t for k, t in self._acked.items() if now - t < ACK_GUARD_S}
         for alert in self._to_ack:
+            key = (alert.reader, *alert.dedup_key, alert.sequence, alert.burst, alert.opened)
+            if key in self._acked:
+                continue  # a copy of one just acknowledged: another ack means the next one
+            self._acked[key] = now
             self.link.write(self.codec.ack_for(alert))
             self.counters.extra["acks_sent"] = self.counters.extra.get("acks_sent", 0) + 1
         self._to_ack.clear()
@@ -106,7 +130,9 @@ class SealReaderDriver(Driver):
         while True:
             now = loop.time()
             if cfg.poll_interval_s and now >= self._next_poll:
-                self.link.write(self.codec.read_request(cfg.reader or 0))
+                reader = cfg.reader or 0
+                self.link.write(self.codec.read_request(reader, cfg.channel))
+                self.link.write(self.codec.verify_request(reader, cfg.channel))
                 self._next_poll = now + cfg.poll_interval_s
             waits = [1.0]
             if cfg.poll_interval_s:
@@ -134,8 +160,8 @@ class SealReaderDriver(Driver):
         wanted = self.reader_config.reader
         out: list[Reading | FrameError] = []
         for item in decoded:
-            if isinstance(item, AlertAcked | ReadRequested):
-                continue  # a two-wire RS-485 bus echoes what the host sends
+            if isinstance(item, AlertAcked | ReadRequested | HostCommand | ReaderReply):
+                continue  # echoes of the host's frames, answers with nothing to record
             if wanted is not None and getattr(item, "reader", wanted) != wanted:
                 continue
             if isinstance(item, SealAlert) and self.acknowledges:

@@ -1,19 +1,33 @@
-"""MT-SICS weight replies (HARDWARE.md, "MT-SICS").
+"""MT-SICS (METTLER TOLEDO Standard Interface Command Set) weight replies.
 
-Command/response over CR LF lines, parsed by whitespace tokens, not columns:
+Command/response over CR LF lines, parsed by whitespace tokens, not columns. The driver
+sends only ``SI``; the replies to ``S``, ``Z`` and ``ZI`` (sent by another host on the
+line, or by a technician) are recognised too, so they are never counted as bad frames.
+Sources: the MT-SICS reference manual as reproduced in the METTLER TOLEDO AT balances
+operating instructions (manualshelf, p. 87, "S - Send stable weight value") and the
+AL/IC operating instructions (p. 72); the OHAUS 7000 series indicator manual (MT-SICS
+subset, "Z - ZERO"); and ``Atlantis-Software/mt-sics``, ``lib/constants.js`` and
+``test/sics0Test.js`` (the reply table and the ``ZI S`` / ``ZI D`` replies).
 
-- ``S S <weight> <unit>``: stable weight; ``S D <weight> <unit>``: dynamic (in motion),
-  the answer to ``SI`` while the load moves;
+- ``S S <weight> <unit>`` stable weight (``S`` and ``SI``); ``S D <weight> <unit>``
+  dynamic, only from ``SI``;
 - ``S +`` overload, ``S -`` underload: no weight, out of range;
-- ``S I``: busy / not stable in time: a legitimate answer that carries no weight, so it
-  yields nothing and is counted in :attr:`MtSicsCodec.busy_count`;
-- ``ES`` syntax error, ``ET`` transmission error, ``EL`` logical error: frame errors;
-- ``Z A``: a zero command completed (sent by someone else), ignored.
+- ``S I`` command not executable (busy, e.g. taring, or no stability in time): a
+  legitimate answer without a weight, counted in :attr:`MtSicsCodec.busy_count`;
+- ``Z A`` zero done; ``ZI S`` / ``ZI D`` zeroed immediately, under stable / dynamic
+  conditions: successes;
+- ``Z I`` / ``ZI I`` not executable, ``Z +`` / ``ZI +`` above and ``Z -`` / ``ZI -``
+  below the zero setting range: the zero was not done, but the indicator answered
+  properly; none carries a weight, so these and the successes yield nothing and are
+  counted in :attr:`MtSicsCodec.command_replies`;
+- ``ES`` syntax error, ``ET`` transmission error, ``EL`` logical error: frame errors
+  (the indicator did not understand a command, or a line was damaged).
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import ClassVar
 
 from drivers.scale.codec import Decoded, ScaleCodec
@@ -42,6 +56,7 @@ class MtSicsCodec(ScaleCodec):
 
     Attributes:
         busy_count: ``S I`` replies seen (busy, or not stable in time).
+        command_replies: replies to zero commands seen, by reply (``"ZI S"``: 2).
     """
 
     name: ClassVar[str] = "mtsics"
@@ -50,6 +65,7 @@ class MtSicsCodec(ScaleCodec):
     def __init__(self) -> None:
         super().__init__()
         self.busy_count = 0
+        self.command_replies: Counter[str] = Counter()
         self._discarding = False  # inside an over-long line: drop until its LF
 
     def _decode_buffer(self, at: Stamp) -> list[Decoded]:
@@ -96,7 +112,8 @@ class MtSicsCodec(ScaleCodec):
                 return None
             case ["ES" | "ET" | "EL" as code]:
                 return FrameError(f"mtsics: indicator answered {code}: {_ERRORS[code]}")
-            case ["Z", "A"]:
+            case ["Z", "A" | "I" | "+" | "-"] | ["ZI", "S" | "D" | "I" | "+" | "-"]:
+                self.command_replies[" ".join(tokens)] += 1
                 return None
         return FrameError(f"mtsics: unexpected reply {line!r}")
 

@@ -1,14 +1,30 @@
-"""SMA scale protocol, SCP-0499 (HARDWARE.md, "SMA scale protocol").
+"""SMA scale protocol (Scale Manufacturers Association, SCP-0499 "Scale Serial
+Communication Protocol, Levels #1 and #2").
 
 Reply, 20 bytes::
 
     LF | s | r | n | m | f | wwwwwwwwww | uuu | CR
 
-``s`` status (``Z`` centre of zero, ``O`` over, ``U`` under capacity, ``E``/``I``/``T``
-errors with dashes for the weight, space otherwise), ``r`` range digit, ``n`` ``G`` gross
-/ ``N`` net / ``T`` tare, ``m`` ``M`` motion or space, ``f`` reserved, the weight right
-aligned in 10 characters (point and minus sign included), the unit in 3. An unknown
-command is answered ``LF ? CR``.
+Every field follows the standard scale response message of SCP-0499 section 5.1, as
+reproduced in the Sartorius PR 5210 operating manual, section 5.4.1 "Standard Scale
+Response Message", and the PR 5220 instrument manual ("Standard Reply"):
+
+- ``s`` status: ``Z`` centre of zero, ``O`` over, ``U`` under capacity, ``E`` zero
+  error, ``T`` tare error, space otherwise; ``I`` initial-zero error is listed in the
+  Fairbanks FB2550 user manual, appendix III "SMA Protocol". With ``E``/``I``/``T`` the
+  weight is dashes.
+- ``r`` range digit, ``1`` for a single-range scale.
+- ``n``: ``G`` gross, ``N`` net, ``T`` tare (reply to ``M``), and ``g`` / ``n`` gross /
+  net in high resolution (reply to ``H``, ``Q``, ``S``: ten times the displayed
+  resolution, PR 5211 instrument manual section 5.3.2). A high-resolution value is
+  still in the unit sent; only its resolution differs.
+- ``m`` ``M`` motion, space stable; ``f`` reserved.
+- The weight right aligned in 10 characters (point and minus sign included), the unit
+  in 3.
+- ``P``/``Q`` (weight after stability) answer ``<s>`` space, ten dashes and a blank
+  unit when the scale did not settle in time (PR 5211 section 5.3.3): no weight and no
+  error, counted in :attr:`SmaCodec.busy_count`.
+- An unknown command is answered ``LF ? CR`` (SCP-0499 section 5.2).
 
 Start or poll: the driver polls with ``<LF>W<CR>`` and sends no start command.
 ``W`` only reads; ``R`` (repeat continuously) would change a mode the indicator keeps
@@ -34,10 +50,11 @@ CONTENT_LEN = 18  # s r n m f + 10 weight + 3 unit
 _STATUSES = "ZOUEIT "
 _ERROR_STATUSES = "EIT"  # the weight field then holds dashes
 _OUT_OF_RANGE = "OU"
-_GROSS_NET = "GNT"
+_GROSS_NET = "GNTgn"  # lower case: high resolution
 _MOTION = "M "
 _WEIGHT = re.compile(r" *(-?) *(\d+(?:\.\d*)?|\.\d+)")
 _UNIT = re.compile(r"[A-Za-z]+ *")
+_NOT_SETTLED_WEIGHT = "-" * 10  # with status space and a blank unit: P/Q timed out
 
 
 def _decimals(value: float, limit: int) -> int:
@@ -46,10 +63,18 @@ def _decimals(value: float, limit: int) -> int:
 
 
 class SmaCodec(ScaleCodec):
-    """Decoder and encoder for SMA SCP-0499 weight replies."""
+    """Decoder and encoder for SMA SCP-0499 weight replies.
+
+    Attributes:
+        busy_count: replies saying the scale did not settle in time (no weight).
+    """
 
     name: ClassVar[str] = "sma"
     poll_command: ClassVar[bytes | None] = b"\nW\r"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.busy_count = 0
 
     def _decode_buffer(self, at: Stamp) -> list[Decoded]:
         out: list[Decoded] = []
@@ -77,11 +102,12 @@ class SmaCodec(ScaleCodec):
             item = self._content(bytes(buf[1:end]), at)
             del buf[: end + 1]
             self._in_error = isinstance(item, FrameError)
-            out.append(item)
+            if item is not None:
+                out.append(item)
         return out
 
-    def _content(self, raw: bytes, at: Stamp) -> Decoded:
-        """Decode what stood between LF and CR."""
+    def _content(self, raw: bytes, at: Stamp) -> Decoded | None:
+        """Decode what stood between LF and CR; ``None`` for a reply without a weight."""
         if raw == b"?":
             return FrameError("sma: indicator answered '?' (command not understood)")
         if len(raw) != CONTENT_LEN:
@@ -96,9 +122,12 @@ class SmaCodec(ScaleCodec):
         if not span.isdigit():
             return FrameError(f"sma: range {span!r} is not a digit")
         if gross_net not in _GROSS_NET:
-            return FrameError(f"sma: gross/net {gross_net!r} is not G, N or T")
+            return FrameError(f"sma: gross/net {gross_net!r} is not G, N, T, g or n")
         if motion not in _MOTION:
             return FrameError(f"sma: motion flag {motion!r} is not M or space")
+        if status == " " and weight_field == _NOT_SETTLED_WEIGHT and not unit_field.strip():
+            self.busy_count += 1
+            return None
         if not _UNIT.fullmatch(unit_field):
             return FrameError(f"sma: unit {unit_field!r} is not letters")
         weight: float | None = None
@@ -119,7 +148,7 @@ class SmaCodec(ScaleCodec):
             unit=unit_field.strip(),
             stable=motion != "M",
             in_range=in_range,
-            net=gross_net == "N",
+            net=gross_net in "Nn",
             tare=tare,
             at=at,
         )

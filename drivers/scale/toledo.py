@@ -1,9 +1,37 @@
-"""Mettler Toledo standard continuous output (HARDWARE.md, "Mettler Toledo standard
-continuous output").
+"""Mettler Toledo standard continuous output.
 
 Frame, 17 bytes or 18 with the optional checksum::
 
     STX | A | B | C | wwwwww | tttttt | CR | [CKS]
+
+Where each field comes from (full list with the facts in ``docs/hardware.md``):
+
+- Layout, status bits of B, checksum: IND245 firmware, file ``IND245/scale/ContOut.c``
+  (Mettler-Toledo, 2004-2006, in the public code index; functions
+  ``CONT_BuildContinousOutputString``, ``buildStatusWord``, ``buildChecksum``),
+  agreeing with the Wildcat/Territory scale E15609900A user's manual, chapter 6
+  appendices, p. 6-5, tables 6-9 to 6-11.
+  CKS is the two's complement of the 7-bit sum of bytes 0..16.
+- Weight and tare fields: the displayed string with the point and the sign removed,
+  right aligned in six characters with **leading spaces** (``FormatOutputWeightString``;
+  the "8142" variant of the same file pads with zeros instead, so both are accepted).
+  Captures from an IND231 in ``Bridges-Code/mettler_toledo_bridge``,
+  ``test/mettler_toledo_bridge_test.dart`` (``'40    046   000'``) have the spaces.
+- Status A bits 0-2, "dummy zero or decimal position" (Wildcat manual table 6-9):
+  the six characters *are* the display, dummy zeros included; codes 000 ``XXXX00`` and
+  001 ``XXXXX0`` say where the fixed zeros sit, 010 has no point, 011..111 put the
+  point 1..5 places from the right. IND245 ``buildContinuousOutputWordA`` derives the
+  code from the increment (10 and 20 kg give 001) while the digits stay the displayed
+  ones, and the IND231 capture ``'1!!  1440   460'`` (code 001) means 1440 g. Bits 3-4
+  build code (01 x1, 10 x2, 11 x5), bit 5 always 1.
+- Status B: bit 0 net, 1 negative, 2 out of range, 3 motion, 4 kg (else lb), 5 always
+  1, 6 power-up zero not captured (``buildStatusWord``; Wildcat table 6-10).
+- Status C bits 0-2, the unit when it is neither kg nor lb: 1 g, 2 t, 3 oz, 6 ton,
+  7 newton (``buildStatusWord``), 4 ozt and 5 dwt (HslCommunication library, class
+  ``HslCommunication.Profinet.Toledo.ToledoStandardData``); bit 3 print request,
+  bit 4 display expanded x10. The firmware sets B.4 only for kg and clears it for every
+  C unit, so B.4 = 1 means kg whatever C.0-2 hold: an IND310 sending C = 0x21 while in
+  kg stays kg.
 
 Every byte is masked with 0x7F first: on 7E1 links read as 8 bits, bit 7 is parity.
 The indicator streams about 10 frames/s and never waits for a command, so the
@@ -21,33 +49,24 @@ from gateway.readings import Stamp, WeightMeasured
 
 STX = 0x02
 CR = 0x0D
+SPACE = 0x20
 _DIGITS = range(0x30, 0x3A)
 
-# Frame offsets (HARDWARE.md: STX, status A, B, C, 6 weight digits, 6 tare digits, CR, CKS).
+# Frame offsets: STX, status A, B, C, 6 weight characters, 6 tare characters, CR, CKS.
 _A, _B, _C = 1, 2, 3
 _WEIGHT = slice(4, 10)
 _TARE = slice(10, 16)
+_FIELDS = ((4, 10, "weight"), (10, 16, "tare"))
 _CR_AT = 16
 _BODY_LEN = 17  # STX .. CR, the bytes the checksum covers
-_DIGITS_AND_CR = re.compile(rb"[0-9]{12}\r")  # weight + tare digits, then CR (bytes 4..16)
+# Each field right aligned: leading spaces, then digits (a blank tare field is no tare).
+_WEIGHT_FIELD = re.compile(rb" *[0-9]+")
+_TARE_FIELD = re.compile(rb" *[0-9]*")
 
-# Status A bits 0-2: where the decimal point sits, as (multiply, divide) of the six
-# displayed digits (d): 000 = dddd00, 001 = ddddd0, 010 = dddddd, 011 = ddddd.d,
-# ... 111 = d.ddddd.
-_SCALE: dict[int, tuple[int, int]] = {
-    0b000: (100, 1),
-    0b001: (10, 1),
-    0b010: (1, 1),
-    0b011: (1, 10),
-    0b100: (1, 100),
-    0b101: (1, 1_000),
-    0b110: (1, 10_000),
-    0b111: (1, 100_000),
-}
-_CODE_FOR_DECIMALS = {d: 0b010 + d for d in range(6)}  # 0 decimals -> 010 ... 5 -> 111
-
-# Status A bits 3-4 display increment (01 = x1) and bit 5 always 1: what we send.
-_A_BASE = 0x20 | 0x08
+# Status A bits 0-2 -> divisor of the six displayed digits. 000 and 001 mark dummy
+# zeros that are already among the digits, so they divide by 1 like 010.
+_DIVISOR = {0b000: 1, 0b001: 1, 0b010: 1} | {code: 10 ** (code - 2) for code in range(3, 8)}
+_BUILD = {1: 0b01, 2: 0b10, 5: 0b11}  # status A bits 3-4 for increments 1, 2, 5 x 10^k
 
 # Status B (base 0x20) bits.
 _B_NET = 0x01
@@ -57,11 +76,11 @@ _B_MOTION = 0x08
 _B_KG = 0x10
 _B_ZERO_NOT_CAPTURED = 0x40
 
-# Status C (base 0x20) bits 0-2: unit override. HARDWARE.md lists 1 = g and 2 = t;
-# other codes are reported under a name no unit table knows, so ``weight_kg`` is None
-# rather than a guess.
-_C_UNITS = {1: "g", 2: "t"}
-_UNIT_CODES = {"g": 1, "t": 2}
+# Status C (base 0x20) bits 0-2 when B.4 is clear. 0 is lb; 7 is "newton" in the IND245
+# firmware but "custom units" elsewhere, so it keeps a name no unit table knows and
+# ``weight_kg`` is None rather than a guess.
+_C_UNITS = {1: "g", 2: "t", 3: "oz", 4: "ozt", 5: "dwt", 6: "ton"}
+_UNIT_CODES = {unit: code for code, unit in _C_UNITS.items()}
 
 _BASE_BIT = 0x20  # status bytes A, B and C always have bit 5 set
 _MASK = bytes(i & 0x7F for i in range(256))  # bit 7 may be parity (7E1 read as 8N1)
@@ -70,6 +89,20 @@ _MASK = bytes(i & 0x7F for i in range(256))  # bit 7 may be parity (7E1 read as 
 def _decimals(value: float, limit: int) -> int:
     """Fewest decimals (at most ``limit``) that show ``value`` exactly."""
     return next((d for d in range(limit + 1) if round(value, d) == value), limit)
+
+
+def _increment_code(increment: float) -> tuple[int, int]:
+    """(decimal point code, build code) for an increment of 1, 2 or 5 x 10^k, k = -5..2."""
+    for k in range(-5, 3):  # code 2 - k: 0.00001 -> 111 ... 1 -> 010, 10 -> 001, 100 -> 000
+        for build, bits in _BUILD.items():
+            if abs(increment - build * 10.0**k) < 1e-9 * 10.0**k:
+                return 2 - k, bits
+    raise ValueError(f"toledo: increment {increment} is not 1, 2 or 5 x 10^k (k = -5..2)")
+
+
+def _field(number: int, decimals: int) -> bytes:
+    """Six characters as the indicator shows them: the point's leading zero kept, spaces left."""
+    return str(number).rjust(decimals + 1, "0").rjust(6).encode("ascii")
 
 
 class ToledoCodec(ScaleCodec):
@@ -121,8 +154,8 @@ class ToledoCodec(ScaleCodec):
                 if not byte & _BASE_BIT:
                     return f"status byte {i} is 0x{byte:02X}, bit 5 not set"
             elif i < _CR_AT:
-                if byte not in _DIGITS:
-                    return f"byte {i} is 0x{byte:02X}, not a digit"
+                if problem := _field_problem(buf, i):
+                    return problem
             elif i == _CR_AT:
                 if byte != CR:
                     return f"byte 16 is 0x{byte:02X}, not CR"
@@ -133,7 +166,9 @@ class ToledoCodec(ScaleCodec):
 
     def _whole_frame_ok(self, buf: bytearray) -> bool:
         """Fast check of a complete frame; the byte-by-byte loop explains failures."""
-        if not _DIGITS_AND_CR.fullmatch(buf, _A + 3, _CR_AT + 1):
+        if buf[_CR_AT] != CR or not _WEIGHT_FIELD.fullmatch(buf, _WEIGHT.start, _WEIGHT.stop):
+            return False
+        if not _TARE_FIELD.fullmatch(buf, _TARE.start, _TARE.stop):
             return False
         if not buf[_A] & buf[_B] & buf[_C] & _BASE_BIT:
             return False
@@ -141,20 +176,22 @@ class ToledoCodec(ScaleCodec):
 
     def _reading(self, frame: bytes, at: Stamp) -> WeightMeasured:
         status_a, status_b, status_c = frame[_A], frame[_B], frame[_C]
-        multiply, divide = _SCALE[status_a & 0b111]
+        divide = _DIVISOR[status_a & 0b111]
 
-        def value(digits: bytes) -> float:
-            number = int(digits) * multiply
+        def value(chars: bytes) -> float:
+            number = int(chars) if chars.strip() else 0
             return number / divide if divide != 1 else float(number)
 
         weight = value(frame[_WEIGHT])
         if status_b & _B_NEGATIVE:
             weight = -weight
         override = status_c & 0b111
-        if override:
+        if status_b & _B_KG:
+            unit = "kg"  # B.4 is set for kg only; C.0-2 cannot turn it into another unit
+        elif override:
             unit = _C_UNITS.get(override, f"toledo-unit-{override}")
         else:
-            unit = "kg" if status_b & _B_KG else "lb"
+            unit = "lb"
         return WeightMeasured(
             weight=weight,
             unit=unit,
@@ -167,32 +204,44 @@ class ToledoCodec(ScaleCodec):
         )
 
     @classmethod
-    def encode(cls, reading: WeightMeasured) -> bytes:
-        """Encode with the checksum byte.
+    def encode(cls, reading: WeightMeasured, *, increment: float | None = None) -> bytes:
+        """Encode as an indicator sends it: checksum on, leading zeros as spaces.
 
-        The decimal point is the fewest decimals (0 to 5) that show both weight and
-        tare exactly, so whole kilograms get code 010. A reading without a weight is
-        sent as zero with the out-of-range bit (the indicator's dashes).
+        Without ``increment`` the decimal point is the fewest decimals (0 to 5) that
+        show both weight and tare exactly, build code x1. With it (1, 2 or 5 x 10^k),
+        status A carries the indicator's code for that increment (20 kg: 001, x2), as
+        the IND245 firmware derives it. A reading without a weight is sent as zero with
+        the out-of-range bit (the indicator's dashes).
 
         Raises:
-            ValueError: the value does not fit six digits, or the unit has no code.
+            ValueError: the value does not fit six digits, the increment is not one an
+                indicator has, or the unit has no code.
         """
         weight = reading.weight if reading.weight is not None else 0.0
         tare = reading.tare or 0.0
         magnitude = abs(weight)
-        decimals = max(_decimals(magnitude, 5), _decimals(tare, 5))
+        if increment is None:
+            decimals = max(_decimals(magnitude, 5), _decimals(tare, 5))
+            code, build = 0b010 + decimals, _BUILD[1]
+        else:
+            code, build = _increment_code(increment)
+            decimals = max(code - 2, 0)
         weight_digits = round(magnitude * 10**decimals)
         tare_digits = round(tare * 10**decimals)
+        if increment is not None and (
+            abs(weight_digits - magnitude * 10**decimals) > 1e-6
+            or abs(tare_digits - tare * 10**decimals) > 1e-6
+        ):
+            raise ValueError(f"toledo: {weight} / tare {tare} needs more decimals than {increment}")
         if weight_digits > 999_999 or tare_digits > 999_999:
             raise ValueError(f"toledo: {weight} / tare {tare} does not fit six digits")
 
         status_b = _BASE_BIT
         status_c = _BASE_BIT
-        if reading.unit in _UNIT_CODES:
+        if reading.unit == "kg":
+            status_b |= _B_KG
+        elif reading.unit in _UNIT_CODES:
             status_c |= _UNIT_CODES[reading.unit]
-            status_b |= _B_KG
-        elif reading.unit == "kg":
-            status_b |= _B_KG
         elif reading.unit != "lb":
             raise ValueError(f"toledo: no unit code for {reading.unit!r}")
         if reading.net:
@@ -207,8 +256,28 @@ class ToledoCodec(ScaleCodec):
             status_b |= _B_ZERO_NOT_CAPTURED
 
         body = (
-            bytes([STX, _A_BASE | _CODE_FOR_DECIMALS[decimals], status_b, status_c])
-            + f"{weight_digits:06d}{tare_digits:06d}".encode("ascii")
+            bytes([STX, _BASE_BIT | build << 3 | code, status_b, status_c])
+            + _field(weight_digits, decimals)
+            + _field(tare_digits, decimals)
             + bytes([CR])
         )
         return body + bytes([-sum(body) & 0x7F])
+
+
+def _field_problem(buf: bytearray, i: int) -> str | None:
+    """Why byte ``i`` (in the weight or tare field) cannot be right, or None.
+
+    A field is right aligned: spaces, then digits; the weight needs at least one digit,
+    a blank tare field is no tare.
+    """
+    byte = buf[i]
+    start, end, label = next(f for f in _FIELDS if f[0] <= i < f[1])
+    if byte == SPACE:
+        if i > start and buf[i - 1] in _DIGITS:
+            return f"byte {i} is a space after a digit in the {label} field"
+        if i == end - 1 and label == "weight":
+            return "the weight field has no digit"
+        return None
+    if byte not in _DIGITS:
+        return f"byte {i} is 0x{byte:02X}, not a digit or space"
+    return None

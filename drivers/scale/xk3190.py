@@ -1,10 +1,15 @@
-"""XK3190 family continuous output, format 0 (HARDWARE.md, "XK3190 family").
+"""XK3190 family continuous output, format 0 (``tF = 0``).
 
 Frame, 12 bytes::
 
     STX | '+'/'-' | dddddd | decimals '0'..'4' | XOR hi | XOR lo | ETX
 
-The check is the XOR of the 8 bytes sign..decimals, sent as two ASCII hex digits.
+Source: XK3190-A9+ weighing indicator manual, "Continuous method (Tf=0)" (easymanua.ls,
+p. 9), and the XK3190-A26 manual, "Continuous communication format 0" (p. 12): byte 1
+0x02, byte 2 sign, bytes 3-8 the displayed value high digit first, byte 9 the number
+of decimals counted from the right (0-4), bytes 10-11 the XOR of bytes 2-9 as two hex
+digits (a nibble of 10-15 is sent plus 37h: upper-case ``A``-``F``; lower case is
+accepted too), byte 12 0x03.
 The format carries no stability flag and no unit: readings have ``stable=None``
 (the weighing processor judges stability from the values) and the configured unit.
 """
@@ -21,7 +26,8 @@ STX = 0x02
 ETX = 0x03
 FRAME_LEN = 12
 
-# Offsets (HARDWARE.md): STX 0, sign 1, digits 2-7, decimals 8, XOR 9-10, ETX 11.
+# Offsets (0-based; the manuals count from 1): STX 0, sign 1, digits 2-7, decimals 8,
+# XOR 9-10, ETX 11.
 _SIGN = 1
 _DIGITS_AT = range(2, 8)
 _DECIMALS = 8
