@@ -157,6 +157,12 @@ def _parser() -> argparse.ArgumentParser:
     eseal.add_argument("--speed", type=_positive, default=1.0, help="time compression")
     eseal.add_argument("--seed", type=int, default=None, help="reproducible scenario and faults")
     eseal.add_argument("--register", action="store_true", help="jt808: register (0x0100) first")
+    eseal.add_argument(
+        "--jt808-version",
+        choices=("2013", "2019"),
+        default="2019",
+        help="jt808: the terminal's protocol version (2019: version byte, 20-digit phone)",
+    )
     eseal.set_defaults(run=lambda args: asyncio.run(_run_eseal(args)))
 
     _add_xray(devices)
@@ -274,6 +280,7 @@ async def _run_eseal(args: argparse.Namespace) -> int:
             seed=args.seed,
             speed=args.speed,
             register=args.register,
+            jt808_version=args.jt808_version,
         )
     except ValueError as exc:  # jt808 with --link, a fault that does not apply
         print(f"simulator: {exc}", file=sys.stderr)

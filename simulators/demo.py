@@ -31,6 +31,7 @@ import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from simulators.central import CentralView
 from simulators.eseal import EsealSimulator
@@ -49,6 +50,8 @@ CAMERA = "cam-lane-1"
 SEAL_SPEED = 0.3
 """The reader simulator plays an event a second at speed 1: one every ~3 s here."""
 ELOCK_SPEED = 0.25
+ELOCK_2019 = "13800001909"
+ELOCK_2013 = "13800001303"
 """The e-lock reports once a second at speed 1: one every 4 s here."""
 XRAY_INTERVAL_S = 20.0
 XRAY_FAULTS = ("bad_check_digit", "non_ascii", "corrupt")
@@ -226,11 +229,22 @@ async def _devices_after_gateway(
     stack: contextlib.AsyncExitStack, workdir: Path, ports: Ports, speed: float
 ) -> None:
     """The e-lock connects to the gateway (retrying); scans are dropped while it watches."""
-    await stack.enter_async_context(
-        EsealSimulator(
-            protocol="jt808", tcp_port=ports.elock, register=True, speed=ELOCK_SPEED * speed
-        )
+    # Two e-locks on the one listener: a JT/T 808-2019 terminal and an older 2013 one.
+    versions: tuple[tuple[Literal["2013", "2019"], str], ...] = (
+        ("2019", ELOCK_2019),
+        ("2013", ELOCK_2013),
     )
+    for version, terminal in versions:
+        await stack.enter_async_context(
+            EsealSimulator(
+                protocol="jt808",
+                tcp_port=ports.elock,
+                register=True,
+                speed=ELOCK_SPEED * speed,
+                terminal=terminal,
+                jt808_version=version,
+            )
+        )
     await stack.enter_async_context(
         XraySimulator(
             dir=workdir / "xray-drop",

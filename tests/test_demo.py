@@ -29,7 +29,8 @@ def wanted(text: str) -> dict[str, bool]:
         "a seal reading or alarm": bool(
             re.search(r"reading  seal-gate-1: (seal \w+|no seal)|SEAL ALARM", text)
         ),
-        "an e-lock position": "reading  elock-gw: e-lock 013800138000 at " in text,
+        "a JT/T 808-2019 e-lock position": "e-lock 00000000013800001909 at " in text,
+        "a JT/T 808-2013 e-lock position": "e-lock 013800001303 at " in text,
         "an X-ray scan with its preview": bool(previews & media),
         "a camera still or motion": bool(
             re.search(r"reading  cam-lane-1: still \d+x\d+|motion   cam-lane-1: start", text)
