@@ -13,7 +13,13 @@ What a gate reader or an e-lock reports becomes:
   Without a device time (an e-lock that never had a fix sends zeros) the key cannot
   tell two events apart, so the report's message serial and the gateway's receive
   time stand in: a re-sent report (same serial) within :data:`UNTIMED_REPEAT_S` of
-  its last sighting is a repeat, anything else a new alarm.
+  its last sighting is a repeat, anything else a new alarm. A gate reader's plain
+  alert (the Hi-G-Tek manual's record: no event time, no EV#) has neither: it is a
+  repeat only while it is its seal's newest stored event, within
+  :data:`UNTIMED_REPEAT_S` of its last sighting. The reader repeats its one outstanding
+  message until acknowledged and sends another only then, and a seal must be closed
+  before it opens again, so any other event of the seal in between (its close burst)
+  makes the next opening a new alarm.
 - ``event/seal`` (priority ``EVENT``): the other seal events (sealed, closed, opened
   with approval or while a suspended set waits for the wire, low battery),
   de-duplicated the same way. An opening always sets the seal's tampered bit; approved
@@ -83,32 +89,44 @@ class _Key:
         memory: what :class:`_Seen` remembers once the record is durable.
         seen_at: the receive time (monotonic) of a key without device time, which
             :class:`_Seen` remembers only for a while; ``None`` for a key with one.
+        group: for a key that only its device's newest event may repeat (a reader's
+            plain alert: the seal id), else ``None``.
     """
 
     text: str
     memory: Hashable
     seen_at: float | None
+    group: Hashable = None
 
 
 def _dedup_key(
-    seal_id: str, event: str, when: datetime | None, at: Stamp, serial: int | None = None
+    seal_id: str,
+    event: str,
+    when: datetime | None,
+    at: Stamp,
+    serial: int | None = None,
+    *,
+    newest_only: bool = False,
 ) -> _Key:
+    """``newest_only``: without device time, a repeat only of the seal's newest event."""
     if when is not None:
         text = f"{seal_id}/{event}/{rfc3339(when)}"
         return _Key(text, text, None)
     text = f"{seal_id}/{event}/received:{rfc3339(at.utc)}/serial:{serial}"
-    return _Key(text, (seal_id, event, serial), at.mono)
+    return _Key(text, (seal_id, event, serial), at.mono, seal_id if newest_only else None)
 
 
 class _Seen:
     """A bounded memory of the alarms and events already stored.
 
     A key with a device time is a repeat whenever it comes again; one without is a
-    repeat only within ``window_s`` of its last sighting (each repeat extends it).
+    repeat only within ``window_s`` of its last sighting (each repeat extends it). A
+    key with a group is forgotten when another key of its group is stored.
     """
 
     def __init__(self, window_s: float = UNTIMED_REPEAT_S, size: int = DEDUP_MEMORY) -> None:
         self._keys: OrderedDict[Hashable, float | None] = OrderedDict()  # -> last sighting
+        self._newest: OrderedDict[Hashable, Hashable] = OrderedDict()  # group -> memory
         self._window_s = window_s
         self._size = size
 
@@ -126,10 +144,27 @@ class _Seen:
 
     def remember(self, key: _Key) -> None:
         """``key``'s record is durable."""
+        if key.group is not None:
+            older = self._newest.pop(key.group, None)
+            if older is not None and older != key.memory:
+                self._keys.pop(older, None)  # a newer event: the older one is over
+            self._newest[key.group] = key.memory
+            if len(self._newest) > self._size:
+                self._newest.popitem(last=False)
         self._keys[key.memory] = key.seen_at
         self._keys.move_to_end(key.memory)
         if len(self._keys) > self._size:
             self._keys.popitem(last=False)
+
+
+def alert_event(alert: SealAlert) -> str:
+    """The ``event`` of ``alert``'s record: an opening is named by the state that allows
+    it (an opening always sets tampered), other events as the alert names them."""
+    if alert.event != "opened":
+        return alert.event
+    if alert.approved_open:
+        return "opened_approved"
+    return "opened_for_set" if alert.suspended_set else "opened_without_approval"
 
 
 def _status(read: SealRead | SealAlert) -> dict[str, bool]:
@@ -176,16 +211,8 @@ class SealProcessor:
     # -- gate reader -----------------------------------------------------------------------
 
     def _alert(self, alert: SealAlert) -> list[Draft]:
-        event: str = alert.event
-        if event == "opened":  # an opening always sets tampered; these states allow it
-            event = (
-                "opened_approved"
-                if alert.approved_open
-                else "opened_for_set"
-                if alert.suspended_set
-                else "opened_without_approval"
-            )
-        key = _dedup_key(alert.seal_id, event, alert.event_time, alert.at)
+        event = alert_event(alert)
+        key = _dedup_key(alert.seal_id, event, alert.event_time, alert.at, newest_only=True)
         if self._seen.repeat(key):
             return []
         when = alert.event_time

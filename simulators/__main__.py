@@ -6,8 +6,10 @@ until SIGINT or SIGTERM, then removes the link and exits 0.
 ``python -m simulators modbus --tcp 5020 --profile scale-int32 --unit 1 --unit 2`` does the
 same with Modbus slaves (``--rtu /tmp/modbus0`` for RTU on a pty).
 ``python -m simulators eseal --protocol reader --link /tmp/seal0 --events 20`` plays a gate
-reader for electronic seals (``--tcp PORT`` to listen instead); ``--protocol jt808 --tcp
-PORT`` is an e-lock that connects to the gateway's JT/T 808 server on 127.0.0.1:PORT.
+reader for electronic seals (``--tcp PORT`` to listen instead) whose alerts are the
+manual's plain records (``--alert-form extended``: the gateway's own 15-byte extension
+with event time and EV#, not a real reader's form); ``--protocol jt808 --tcp PORT`` is an
+e-lock that connects to the gateway's JT/T 808 server on 127.0.0.1:PORT.
 ``python -m simulators xray --dir /tmp/drop --scans 12 --faults half_written,corrupt`` drops
 X-ray scans (image + sidecar) into a folder and the ground truth into ``/tmp/xray-truth.json``.
 ``python -m simulators camera --serve mjpeg --port 8080`` is an IP camera over a checkpoint
@@ -29,6 +31,7 @@ from drivers.scale.protocols import CODECS
 from simulators.camera import cli as camera_cli
 from simulators.central import CentralView
 from simulators.demo import run_demo
+from simulators.eseal import ALERT_FORMS as ESEAL_ALERT_FORMS
 from simulators.eseal import FAULTS as ESEAL_FAULTS
 from simulators.eseal import PROTOCOLS as ESEAL_PROTOCOLS
 from simulators.eseal import EsealSimulator
@@ -158,6 +161,14 @@ def _parser() -> argparse.ArgumentParser:
     eseal.add_argument("--seed", type=int, default=None, help="reproducible scenario and faults")
     eseal.add_argument("--register", action="store_true", help="jt808: register (0x0100) first")
     eseal.add_argument(
+        "--alert-form",
+        choices=ESEAL_ALERT_FORMS,
+        default="plain",
+        help="reader: plain = the Hi-G-Tek manual's alert record (no event time, no EV#);"
+        " extended = the gateway's own 15-byte record with EV#, event code and event time"
+        " (not a real reader's form; out_of_order needs it)",
+    )
+    eseal.add_argument(
         "--jt808-version",
         choices=("2013", "2019"),
         default="2019",
@@ -280,9 +291,10 @@ async def _run_eseal(args: argparse.Namespace) -> int:
             seed=args.seed,
             speed=args.speed,
             register=args.register,
+            alert_form=args.alert_form,
             jt808_version=args.jt808_version,
         )
-    except ValueError as exc:  # jt808 with --link, a fault that does not apply
+    except ValueError as exc:  # jt808 with --link, a fault that does not apply (or form)
         print(f"simulator: {exc}", file=sys.stderr)
         return 2
     stop = _stop_on_signals()

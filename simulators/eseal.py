@@ -16,6 +16,18 @@ gateway must handle:
   Ack (:meth:`SealReaderCodec.ack_for`, which names no message), then the next one.
   Playing starts when the first client opens the port (pty) or connects (TCP), so a
   client sees every event.
+
+  Alert form (``alert_form``, :data:`ALERT_FORMS`): ``"plain"`` (default) is the
+  manual's record ([P] 6.5.5.11.1: #B 9, TF, TID, command code, short status): no
+  event code, no event time, no EV#, so the event follows from the burst type and the
+  status and its time is unknown. Only the bursts a plain record can name are played
+  (openings, a changed wire, closings and suspended sets; a forced burst's low battery
+  or soft set names no event without an event record), and a seal never bursts the
+  same event twice in a row (it must be closed before it can open again), so each
+  alert is told from a repeat of the one before. ``"extended"`` is the gateway's own
+  15-byte record (EV#, event code, event time: ADJUSTED in
+  :mod:`drivers.eseal.reader_codec`), not a real reader's form: use it to test that
+  extension, and ``out_of_order``, which needs alert times.
 * ``protocol="jt808"``: an e-lock terminal that connects to a TCP server on
   127.0.0.1:``tcp_port`` (the gateway listens; JT/T 808 terminals are clients):
   optional registration 0x0100, then a 0x0200 location report every :data:`REPORT_S`
@@ -29,9 +41,9 @@ Faults (``faults``), each drawn per frame from the seeded fault stream:
 * ``crc``: the frame's check is spoiled (reader: CRC-16 flipped; jt808: XOR check code).
 * ``noise``: 1-12 random bytes are written before the frame.
 * ``duplicate``: the frame is written twice in a row.
-* ``out_of_order``: reader: an alert's event time is earlier than the previous alert's;
-  jt808: a report's device time is earlier than the previous report's (a buffered
-  report sent late).
+* ``out_of_order``: reader (``alert_form="extended"`` only: a plain alert has no time):
+  an alert's event time is earlier than the previous alert's; jt808: a report's device
+  time is earlier than the previous report's (a buffered report sent late).
 * ``no_seal`` (reader only): some reads become ``#B=0`` no-seal-detected answers.
 
 Every duration is divided by ``speed``. The scenario (seal ids, events, times, route)
@@ -97,6 +109,13 @@ PROTOCOLS: tuple[Protocol, ...] = ("reader", "jt808")
 FAULTS = ("crc", "noise", "duplicate", "out_of_order", "no_seal")
 """Fault kinds ``--faults`` accepts."""
 
+AlertForm = Literal["plain", "extended"]
+ALERT_FORMS: tuple[AlertForm, ...] = ("plain", "extended")
+"""Reader alert records: the manual's plain one (default), or the gateway's own 15-byte
+extension with EV#, event code and event time (not a real reader's form)."""
+TIMED_FAULTS = frozenset({"out_of_order"})
+"""Reader faults that need alert times, so ``alert_form="extended"``."""
+
 PROTOCOL_FAULTS: dict[Protocol, frozenset[str]] = {
     "reader": frozenset(FAULTS),
     "jt808": frozenset({"crc", "noise", "duplicate", "out_of_order"}),
@@ -135,6 +154,19 @@ _ALERT_KINDS = (
     "opened_approved", "opened", "wire_tampered", "low_battery", "closed", "soft_set",
     "suspended_set",
 )  # fmt: skip
+_PLAIN_ALERT_KINDS = ("opened_approved", "opened", "wire_tampered", "closed", "suspended_set")
+"""The bursts a plain record names ([U] 8.5): alert bursts (opened, wire changed) and
+close bursts (closed, a suspended set run); a forced burst needs its event record."""
+_BURSTS: dict[str, tuple[int, int, SealEvent]] = {
+    "opened_approved": (ALERT_BURST, 4, "opened"),
+    "opened": (ALERT_BURST, 4, "opened"),
+    "wire_tampered": (ALERT_BURST, 2, "wire_tampered"),
+    "low_battery": (FORCED_BURST, 3, "low_battery"),
+    "closed": (CLOSE_BURST, 5, "closed"),
+    "soft_set": (FORCED_BURST, 7, "sealed"),
+    "suspended_set": (CLOSE_BURST, 0x0C, "sealed"),
+}
+"""Alert kind -> burst command code, event code ([U] 8.3) and event."""
 _SEAL_TFS = (0x4848, 0x4847, 0x1D2A)  # reader: TF halves of the seal ids
 
 
@@ -168,6 +200,19 @@ def _jt808_header(version: str, terminal: str) -> tuple[int | None, str]:
     return PROTOCOL_VERSION_2019, terminal.rjust(20, "0")
 
 
+def _alert_form(form: str, protocol: Protocol, faults: frozenset[str]) -> AlertForm:
+    """``form`` checked (a known one, ``extended`` if a fault needs alert times), and
+    ``faults`` (all meaningful for ``protocol``)."""
+    if unknown := faults - PROTOCOL_FAULTS[protocol]:
+        known = sorted(PROTOCOL_FAULTS[protocol])
+        raise ValueError(f"faults {sorted(unknown)} do not apply to {protocol}; known: {known}")
+    if form not in ALERT_FORMS:
+        raise ValueError(f"unknown alert form {form!r}; known: {list(ALERT_FORMS)}")
+    if protocol == "reader" and form == "plain" and faults & TIMED_FAULTS:
+        raise ValueError("out_of_order needs alert_form='extended': a plain alert has no time")
+    return "plain" if form == "plain" else "extended"
+
+
 @dataclass(slots=True)
 class _Pending:
     """An alert or alarm report waiting for its acknowledgement."""
@@ -196,6 +241,9 @@ class EsealSimulator(PlayingSimulator):
         terminal: the jt808 terminal phone number (12 digits).
         crc_init: the reader's CRC start value.
         layout: the reader's CRC coverage (:data:`drivers.eseal.reader_codec.LAYOUTS`).
+        alert_form: reader: ``"plain"`` (default), the manual's alert record without
+            event time or EV#; ``"extended"``, the gateway's own 15-byte record with
+            them (see the module docstring; not a real reader's form).
         fault_rates: overrides of :data:`DEFAULT_FAULT_RATES`.
         clock: jt808: False for an e-lock that never had a time fix, whose reports
             carry an all-zero device time.
@@ -235,6 +283,7 @@ class EsealSimulator(PlayingSimulator):
         terminal: str = DEFAULT_TERMINAL,
         crc_init: int = 0xFFFF,
         layout: Layout = "hgt",
+        alert_form: AlertForm = "plain",
         fault_rates: dict[str, float] | None = None,
         clock: bool = True,
         jt808_version: Literal["2013", "2019"] = "2013",
@@ -243,9 +292,7 @@ class EsealSimulator(PlayingSimulator):
             raise ValueError(f"unknown e-seal protocol {protocol!r}; known: {list(PROTOCOLS)}")
         self.protocol: Protocol = "reader" if protocol == "reader" else "jt808"
         self.faults = frozenset(faults)
-        if unknown := self.faults - PROTOCOL_FAULTS[self.protocol]:
-            known = sorted(PROTOCOL_FAULTS[self.protocol])
-            raise ValueError(f"faults {sorted(unknown)} do not apply to {protocol}; known: {known}")
+        self.alert_form = _alert_form(alert_form, self.protocol, self.faults)
         if self.protocol == "jt808" and (link is not None or tcp_port is None):
             raise ValueError("jt808 connects to a TCP server: give tcp_port, not link")
         if self.protocol == "reader" and (link is None) == (tcp_port is None):
@@ -628,28 +675,55 @@ class EsealSimulator(PlayingSimulator):
         return seal_id, rng.randint(15, 100)
 
     def _new_alert(self, seal_id: str, when: datetime) -> SealAlert:
-        """A seal's burst with its newest event record (Hi-G-Tek UM4710 8.3, 8.5): an
-        opening always sets tampered; approved open marks it allowed."""
-        kind = self._rng.choice(_ALERT_KINDS)
-        burst, code, event = {
-            "opened_approved": (ALERT_BURST, 4, "opened"),
-            "opened": (ALERT_BURST, 4, "opened"),
-            "wire_tampered": (ALERT_BURST, 2, "wire_tampered"),
-            "low_battery": (FORCED_BURST, 3, "low_battery"),
-            "closed": (CLOSE_BURST, 5, "closed"),
-            "soft_set": (FORCED_BURST, 7, "sealed"),
-            "suspended_set": (CLOSE_BURST, 0x0C, "sealed"),
-        }[kind]
-        sealed_event: SealEvent = event  # type: ignore[assignment]
+        """A seal's burst (Hi-G-Tek UM4710 8.3, 8.5), plain or with its newest event
+        record per :attr:`alert_form`: an opening always sets tampered; approved open
+        marks it allowed."""
+        if self.alert_form == "extended":
+            kind = self._rng.choice(_ALERT_KINDS)
+        else:
+            kind = self._rng.choice(_PLAIN_ALERT_KINDS)
+            previous = next(
+                (
+                    s.event
+                    for s in reversed(self.sent)
+                    if isinstance(s, SealAlert) and s.seal_id == seal_id
+                ),
+                None,
+            )
+            if _BURSTS[kind][2] == previous:
+                # The seal's last event again would be its repeat: a seal must be closed
+                # before it opens again, so it bursts something else.
+                others = [k for k in _PLAIN_ALERT_KINDS if _BURSTS[k][2] != previous]
+                kind = self._rng.choice(others)
+        burst, code, event = _BURSTS[kind]
+        if self.alert_form == "plain":
+            return self._alert(kind, seal_id, event, burst)
         # Unique dedup key (seal id, event, time).
         while any(
             isinstance(s, SealAlert) and s.dedup_key == (seal_id, event, when) for s in self.sent
         ):
             when -= timedelta(seconds=1)
         self._sequence = (self._sequence + 1) & 0xFF
+        return self._alert(
+            kind, seal_id, event, burst, when=when, sequence=self._sequence, code=code
+        )
+
+    def _alert(
+        self,
+        kind: str,
+        seal_id: str,
+        event: SealEvent,
+        burst: int,
+        *,
+        when: datetime | None = None,
+        sequence: int | None = None,
+        code: int | None = None,
+    ) -> SealAlert:
+        """The alert of ``kind``; without ``when``, ``sequence`` and ``code``, the
+        plain record's (exactly what the codec decodes it to)."""
         return SealAlert(
             seal_id=seal_id,
-            event=sealed_event,
+            event=event,
             opened=kind in ("opened", "opened_approved"),
             tampered=kind in ("opened", "opened_approved", "wire_tampered"),
             wire_changed=kind == "wire_tampered",
@@ -657,7 +731,7 @@ class EsealSimulator(PlayingSimulator):
             approved_open=kind == "opened_approved",
             suspended_set=kind == "suspended_set",
             event_time=when,
-            sequence=self._sequence,
+            sequence=sequence,
             event_code=code,
             burst=burst,
             reader=self.reader,

@@ -49,22 +49,45 @@ def bare(item: T) -> T:
 
 
 @dataclass
+class AlertRun:
+    """One alert message and how often it arrived (repeats, duplicates)."""
+
+    alert: SealAlert
+    arrivals: int = 0
+
+
+@dataclass
 class ReaderHost:
-    """The gateway side of a gate reader: decodes, counts alerts, acknowledges them."""
+    """The gateway side of a gate reader: decodes, counts alerts, acknowledges them.
+
+    A plain alert carries no time or EV#, so two alerts of one seal may look alike:
+    the reader has one message outstanding, so an alert like the one before it is its
+    repeat (the simulator never bursts a seal's last event again), anything else the
+    next message. ``runs`` holds each message with how often it arrived.
+    """
 
     ack_on: int  # acknowledge an alert when it has arrived this many times
     send: Callable[[bytes], None] = lambda _: None
     codec: SealReaderCodec = field(default_factory=SealReaderCodec)
     items: list[Decoded] = field(default_factory=list)
-    alert_arrivals: Counter[tuple[object, ...]] = field(default_factory=Counter)
+    runs: list[AlertRun] = field(default_factory=list)
 
     def feed(self, data: bytes) -> None:
         for item in self.codec.feed(data, Stamp.now()):
             self.items.append(item)
             if isinstance(item, SealAlert):
-                self.alert_arrivals[item.dedup_key] += 1
-                if self.alert_arrivals[item.dedup_key] == self.ack_on:
+                alert = bare(item)
+                if not self.runs or self.runs[-1].alert != alert:
+                    self.runs.append(AlertRun(alert))
+                run = self.runs[-1]
+                run.arrivals += 1
+                if run.arrivals == self.ack_on:
                     self.send(self.codec.ack_for(item))
+
+    @property
+    def alerts(self) -> list[SealAlert]:
+        """The alert messages, each once, in order of arrival (repeats merged)."""
+        return [run.alert for run in self.runs]
 
     def of(self, kind: type[T]) -> list[T]:
         return only(self.items, kind)
@@ -121,12 +144,14 @@ async def test_reader_pty_repeats_alerts_until_acked(tmp_path: Path) -> None:
     alerts = sent_of(sim, SealAlert)
     assert alerts, "the seed should play at least one alert"
     assert host.of(SealRead) == sent_of(sim, SealRead)
-    assert {a.dedup_key for a in host.of(SealAlert)} == {a.dedup_key for a in alerts}
-    for alert in alerts:  # repeated until the ACK, then at most one already under way
-        assert 2 <= host.alert_arrivals[alert.dedup_key] <= 3
-    acked = only(sim.acked, SealAlert)
-    assert sorted(a.sequence for a in acked) == sorted(a.sequence for a in alerts)
-    assert [a.dedup_key for a in acked] == [a.dedup_key for a in alerts], (
+    # The manual's plain record by default: no event time, EV# or event code.
+    assert all((a.event_time, a.sequence, a.event_code) == (None,) * 3 for a in alerts)
+    seals = Counter(a.seal_id for a in alerts)
+    assert seals.most_common(1)[0][1] >= 2, "the seed should burst one seal more than once"
+    assert host.alerts == alerts, "each alert arrives exactly as sent, in order"
+    for run in host.runs:  # repeated until the ACK, then at most one already under way
+        assert 2 <= run.arrivals <= 3, run
+    assert only(sim.acked, SealAlert) == alerts, (
         "one unsynchronized message outstanding at a time: acknowledged in order"
     )
     assert not (tmp_path / "seal0").exists()  # the link is removed on exit
@@ -171,12 +196,14 @@ async def test_reader_pty_crc_and_noise_still_decode(tmp_path: Path) -> None:
     sent_reads = sent_of(sim, SealRead)
     assert all(r in sent_reads for r in reads)  # nothing invented
     # Alerts are repeated until acknowledged, so a corrupted one still gets through.
-    sent_alerts = {a.dedup_key for a in sent_of(sim, SealAlert)}
-    assert {a.dedup_key for a in host.of(SealAlert)} == sent_alerts
-    assert {a.dedup_key for a in sim.acked if isinstance(a, SealAlert)} == sent_alerts
+    sent_alerts = sent_of(sim, SealAlert)
+    assert host.alerts == sent_alerts
+    assert only(sim.acked, SealAlert) == sent_alerts
 
 
 async def test_reader_tcp_duplicates_out_of_order_and_no_seal() -> None:
+    """The gateway's own extended alert record (event time, EV#), asked for: with it,
+    alert times can be out of order."""
     host = ReaderHost(ack_on=1)
     sim = EsealSimulator(
         protocol="reader",
@@ -185,6 +212,7 @@ async def test_reader_tcp_duplicates_out_of_order_and_no_seal() -> None:
         seed=11,
         speed=SPEED,
         start_time=START,
+        alert_form="extended",
         faults=["duplicate", "out_of_order", "no_seal"],
         fault_rates={"duplicate": 0.3, "out_of_order": 0.5},
     )
@@ -211,6 +239,8 @@ async def test_reader_tcp_duplicates_out_of_order_and_no_seal() -> None:
         seen.setdefault(alert.dedup_key, alert)
     alerts = sent_of(sim, SealAlert)
     assert list(seen) == [a.dedup_key for a in alerts]
+    assert list(seen.values()) == alerts == host.alerts
+    assert all(a.event_time and a.sequence is not None and a.event_code for a in alerts)
     times = [a.event_time for a in alerts]
     assert any(later < earlier for earlier, later in itertools.pairwise(times))
     # Reads arrive in order, some twice.
@@ -343,11 +373,26 @@ async def test_same_seed_same_scenario(tmp_path: Path) -> None:
             speed=SPEED,
             start_time=START,
             faults=["no_seal", "out_of_order"],
+            alert_form="extended",
         )
         async with sim:
             await read_pty(sim, ReaderHost(ack_on=1))
         sims.append([bare(i) for i in sim.sent])
     assert sims[0] == sims[1]
+
+
+async def test_same_seed_same_plain_scenario(tmp_path: Path) -> None:
+    sims = []
+    for run in range(2):
+        sim = EsealSimulator(
+            protocol="reader", link=tmp_path / f"seal{run}", events=15, seed=42, speed=SPEED,
+            start_time=START, faults=["no_seal"],
+        )  # fmt: skip
+        async with sim:
+            await read_pty(sim, ReaderHost(ack_on=1))
+        sims.append([bare(i) for i in sim.sent])
+    assert sims[0] == sims[1]
+    assert any(isinstance(i, SealAlert) for i in sims[0])
 
 
 def test_bad_arguments() -> None:
@@ -361,3 +406,12 @@ def test_bad_arguments() -> None:
         ["eseal", "--protocol", "reader", "--link", "/tmp/s", "--faults", "crc,noise"]
     )
     assert args.faults == {"crc", "noise"} and args.tcp is None
+    assert args.alert_form == "plain", "the manual's alert record unless asked"
+    args = _parser().parse_args(
+        ["eseal", "--protocol", "reader", "--tcp", "1", "--alert-form", "extended"]
+    )
+    assert args.alert_form == "extended"
+    with pytest.raises(ValueError, match="out_of_order needs alert_form='extended'"):
+        EsealSimulator(protocol="reader", link="/tmp/x", faults=["out_of_order"])
+    with pytest.raises(ValueError, match="unknown alert form"):
+        EsealSimulator(protocol="reader", link="/tmp/x", alert_form="long")  # type: ignore[arg-type]

@@ -2,7 +2,8 @@
 
 A refused append (the outbox full) must leave the alarm unacknowledged, so the reader
 or e-lock repeats it and the repeat is stored; an e-lock without a clock (all-zero
-device time) still gets one record per opening. Devices are the simulators on their
+device time), or a reader sending the manual's plain alert records (no event time, no
+EV#), still gets one record per opening. Devices are the simulators on their
 real transports (a pty, TCP) or a scripted JT/T 808 terminal speaking through the
 real codec; the outbox is a real one, central a real mosquitto.
 """
@@ -28,7 +29,17 @@ from drivers.eseal.jt808 import (
     encode,
 )
 from drivers.eseal.jt808_driver import Jt808Config
-from drivers.eseal.reader_codec import SealAlert
+from drivers.eseal.reader_codec import (
+    ALERT_BURST,
+    CLOSE_BURST,
+    OPENED,
+    TAMPERED,
+    UNSYNC_MESSAGE,
+    AlertAcked,
+    SealAlert,
+    SealReaderCodec,
+    seal_id_bytes,
+)
 from drivers.eseal.reader_driver import SealReaderConfig
 from gateway.backoff import Backoff
 from gateway.config import DeviceSection
@@ -36,7 +47,7 @@ from gateway.errors import OutboxFullError
 from gateway.outbox import Outbox
 from gateway.readings import Stamp
 from gateway.records import Draft, Outgoing, Record, rfc3339
-from gateway.seals import ALARM_TOPIC, JT808_ALARM_EVENTS
+from gateway.seals import ALARM_TOPIC, JT808_ALARM_EVENTS, alert_event
 from gateway.supervisor import DeviceSupervisor, Emit
 from simulators.eseal import EsealSimulator
 from tests.broker import Central, Mosquitto, free_port
@@ -44,6 +55,19 @@ from tests.helpers import config_text
 from tests.process import GatewayProcess
 
 TERMINAL = "013800138000"
+
+AlarmKey = tuple[str, str, str | None]
+
+
+def alert_key(alert: SealAlert) -> AlarmKey:
+    """(seal id, the record's event, event time or ``None``: a plain alert has none)."""
+    when = None if alert.event_time is None else rfc3339(alert.event_time)
+    return alert.seal_id, alert_event(alert), when
+
+
+def record_key(data: dict[str, Any]) -> AlarmKey:
+    """:func:`alert_key` of the alert a record's ``data`` stands for."""
+    return data["seal_id"], data["event"], data["event_time"]
 
 
 class RefusingEmit:
@@ -96,18 +120,18 @@ async def test_a_refused_reader_alarm_is_acknowledged_only_once_its_repeat_is_st
     async with outbox, EsealSimulator(protocol="reader", link=link, events=30, seed=7,
                                       speed=8) as sim:  # fmt: skip
 
-        def acked(data: dict[str, Any]) -> bool:
-            return any(
-                (a.seal_id, rfc3339(a.event_time), a.sequence)
-                == (data["seal_id"], data["event_time"], data.get("sequence"))
-                for a in sim.acked
-                if isinstance(a, SealAlert)
-            )
+        def acked(key: AlarmKey) -> int:
+            """How many alerts like this the reader has an ACK for (a plain alert has no
+            time: two openings of a seal look alike, and are acknowledged in order)."""
+            return sum(alert_key(a) == key for a in sim.acked if isinstance(a, SealAlert))
 
+        durable_count: Counter[AlarmKey] = Counter()
         acked_early: list[str] = []  # alarms the reader had an ACK for when they were stored
 
         def durable(data: dict[str, Any]) -> None:
-            if acked(data):
+            key = record_key(data)
+            durable_count[key] += 1
+            if acked(key) >= durable_count[key]:  # this one's ACK came before it was stored
                 acked_early.append(data["dedup_key"])
 
         emit = RefusingEmit(outbox, on_durable=durable)
@@ -116,13 +140,105 @@ async def test_a_refused_reader_alarm_is_acknowledged_only_once_its_repeat_is_st
         stored = await emit.alarms()
     alerts = [s for s in sim.sent if isinstance(s, SealAlert) and s.alarm]
     assert emit.refused is not None, "the seed must produce an alarm"
+    assert emit.refused["event_time"] is None, "the manual's plain alert record"
     assert not acked_early, "an alert is acknowledged only after its record is durable"
-    assert acked(emit.refused), "the reader's repeat was stored, then acknowledged"
+    refused = record_key(emit.refused)
+    assert acked(refused) == durable_count[refused], "its repeat was stored, then acknowledged"
     assert {id(a) for a in alerts} <= {id(a) for a in sim.acked}
-    sent = Counter((a.seal_id, rfc3339(a.event_time)) for a in alerts)
-    assert Counter((d["seal_id"], d["event_time"]) for d in stored) == sent, (
+    sent = Counter(alert_key(a) for a in alerts)
+    assert Counter(record_key(d) for d in stored) == sent, (
         "every alarm in the outbox exactly once, the refused one included"
     )
+
+
+class PlainReader:
+    """A scripted Hi-G-Tek reader on TCP sending the manual's plain alert records
+    (#B 9: TF, TID, burst, short status; no event time, no EV#), as the test says."""
+
+    SEAL = "48481010102F"
+
+    def __init__(self) -> None:
+        self.codec = SealReaderCodec()
+        self.acks = 0
+        self.acked = asyncio.Event()
+        self.port = 0
+        self._writer: asyncio.StreamWriter | None = None
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> PlainReader:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        if self._writer is not None:
+            self._writer.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer  # the driver reconnects after a refused append
+        with contextlib.suppress(ConnectionError):
+            while data := await reader.read(4096):
+                for item in self.codec.feed(data, Stamp.now()):
+                    if isinstance(item, AlertAcked):
+                        self.acks += 1
+                        self.acked.set()
+
+    def alert(self, burst: int, status: int) -> bytes:
+        record = seal_id_bytes(self.SEAL) + bytes([burst, status])
+        return self.codec.frame(1, UNSYNC_MESSAGE, bytes([1, len(record) + 1]) + record)
+
+    def send(self, *frames: bytes) -> None:
+        if self._writer is not None and not self._writer.is_closing():
+            self._writer.write(b"".join(frames))
+
+    async def until_acked(self, frame: bytes) -> int:
+        """Send ``frame`` as the reader does, repeated until acknowledged; how often."""
+        acks, sent = self.acks, 0
+        async with asyncio.timeout(20):
+            while self.acks == acks:
+                self.send(frame)
+                sent += 1
+                self.acked.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.3):
+                        await self.acked.wait()
+        return sent
+
+
+async def test_a_plain_reader_gets_one_alarm_per_opening(tmp_path: Path) -> None:
+    """The manual's records carry no time: one opening repeated until acknowledged (its
+    first record refused) is one alarm; a second opening after the close is another."""
+    outbox = Outbox(tmp_path / "outbox.sqlite3", site="s", gateway="g", max_bytes=1 << 24)
+    async with outbox, PlainReader() as reader:
+        config = SealReaderConfig(id="seal-gate-1", driver="eseal.reader",
+                                  port=f"socket://127.0.0.1:{reader.port}", poll_interval_s=0,
+                                  silence_timeout_s=0)  # fmt: skip
+        opened = reader.alert(ALERT_BURST, OPENED | TAMPERED)
+        closed = reader.alert(CLOSE_BURST, TAMPERED)  # tampered stays latched: an alarm too
+        emit = RefusingEmit(outbox, on_durable=lambda _: None)
+        stored_at_ack: list[int] = []  # alarms durable when each ACK arrived
+        async with supervised(config, emit):
+            assert await reader.until_acked(opened) >= 2, "refused, so repeated"
+            stored_at_ack.append(len(await emit.alarms()))
+            reader.send(opened)  # a repeat already on the wire when the ACK went out
+            for frame in (closed, opened):  # the second opening, after the close
+                await reader.until_acked(frame)
+                stored_at_ack.append(len(await emit.alarms()))
+            reader.send(opened, opened)  # duplicated, then repeated: the ACK was lost
+            await reader.until_acked(opened)
+            await reader.until_acked(closed)
+            stored_at_ack.append(len(await emit.alarms()))
+        stored = await emit.alarms()
+    assert emit.refused is not None and emit.refused["event"] == "opened_without_approval"
+    assert [d["event"] for d in stored] == [
+        "opened_without_approval", "closed", "opened_without_approval", "closed"
+    ], "one alarm per opening: repeats merged, separate openings not"  # fmt: skip
+    assert all((d["event_time"], d["sequence"]) == (None, None) for d in stored)
+    assert len({d["dedup_key"] for d in stored}) == 4
+    assert stored_at_ack == [1, 2, 3, 4], "each ACK only once its alarm was durable"
 
 
 class Terminal:

@@ -83,6 +83,9 @@ and event time (4, Unix seconds UTC, high byte first): the seal's newest event r
 in brief, field order as [U] 8.3.1 names the members. The manual's Date & Time encoding
 is not in the pages found. A plain record (#B 9, or 12 with ORG_ID) has no event time:
 its event follows from the burst type and the status, and its time is unknown (None).
+The plain record is the manual's form, what a real reader sends, and what the
+simulator (:mod:`simulators.eseal`) sends by default; it sends the 15-byte extension
+only when asked (``alert_form="extended"``, ``--alert-form extended``).
 
 The codec decodes host -> reader frames too: the simulator uses it to read what the
 driver sends, and a two-wire RS-485 line echoes the host's frames back.
