@@ -882,6 +882,10 @@ class Outbox:
         chain = _Chain(self.stats.last_pos, self.stats.last_seq, self._last_hash)
         db.execute("BEGIN IMMEDIATE")
         deleted, freed_bytes = self._delete_acked(acked)
+        # Central has the queued report if it was acknowledged: the next starts afresh.
+        # Kept local until COMMIT, so a rollback leaves the outbox's state as it was.
+        queued = None if self._report_pos in acked else self._report_pos
+        report_bytes = self._report_bytes if queued is not None else 0
         results: list[list[Record] | OutboxError] = []
         records: list[Record] = []
         for group in groups:
@@ -900,9 +904,9 @@ class Outbox:
         size = self.stats.bytes + sum(len(r.payload) for r in records) - freed_bytes
         cap = self.max_bytes if self._disk_cap is None else min(self.max_bytes, self._disk_cap)
         eviction = Eviction()
-        if records and size > cap - self._report_bytes:
+        if records and size > cap - report_bytes:
             # Room for the report too: the cap holds with it, within one commit.
-            eviction = self._evict_rows(size, target=cap - self._report_bytes - REPORT_SLACK)
+            eviction = self._evict_rows(size, target=cap - report_bytes - REPORT_SLACK)
         size -= eviction.bytes
         unreported = Eviction()
         unreported.merge(self._unreported)
@@ -910,7 +914,7 @@ class Outbox:
         report: Record | None = None
         report_gone = 0
         if unreported and (records or eviction):
-            report, report_gone = self._replace_report(unreported, chain)
+            report, report_gone = self._replace_report(unreported, chain, queued)
             size += len(report.payload) - report_gone
         if records or report is not None:
             meta = [("last_seq", str(chain.seq)), ("last_pos", str(chain.pos))]
@@ -922,19 +926,30 @@ class Outbox:
         if report is not None:
             records.append(report)
             self._unreported = Eviction()
-            if report_gone and self._report_pos is not None:
-                eviction.positions.append(self._report_pos)  # replaced: forget it
+            if report_gone and queued is not None:
+                eviction.positions.append(queued)  # replaced: forget it
             self._report_pos, self._report_bytes = report.pos, len(report.payload)
-        self.stats.bytes = size
-        self.stats.depth += len(records) - deleted - eviction.count - (1 if report_gone else 0)
-        self.stats.evicted_total += eviction.count
-        self.stats.evicted_bytes_total += eviction.bytes
-        self.stats.last_seq, self.stats.last_pos = chain.seq, chain.pos
-        self._last_hash = chain.last_hash
-        self.stats.appended_total += len(records)
-        self.stats.acked_total += deleted
-        self.stats.commits_total += 1
+        elif queued is None:
+            self._report_pos, self._report_bytes = None, 0
+        self._account(size, chain, added=len(records), deleted=deleted, evicted=eviction)
+        if report_gone:
+            self.stats.depth -= 1
         return _Commit(results, eviction, report)
+
+    def _account(
+        self, size: int, chain: _Chain, *, added: int, deleted: int, evicted: Eviction
+    ) -> None:
+        """A transaction committed: counters and the chain's head follow it."""
+        stats = self.stats
+        stats.bytes = size
+        stats.depth += added - deleted - evicted.count
+        stats.evicted_total += evicted.count
+        stats.evicted_bytes_total += evicted.bytes
+        stats.last_seq, stats.last_pos = chain.seq, chain.pos
+        self._last_hash = chain.last_hash
+        stats.appended_total += added
+        stats.acked_total += deleted
+        stats.commits_total += 1
 
     def _delete_acked(self, acked: list[int]) -> tuple[int, int]:
         """Delete acknowledged records (inside the transaction): how many, how many bytes."""
@@ -946,9 +961,6 @@ class Outbox:
             " RETURNING seq, LENGTH(payload)",
             acked,
         ).fetchall()
-        if self._report_pos is not None and any(r[0] == self._report_pos for r in rows):
-            self._report_pos = None  # central has it: the next report starts afresh
-            self._report_bytes = 0
         return len(rows), sum(r[1] for r in rows)
 
     def _serialise(self, group: Sequence[Outgoing], chain: _Chain) -> list[Record] | OutboxError:
@@ -963,18 +975,20 @@ class Outbox:
             return OutboxError(f"a record could not be serialised, refused: {exc}")
         return out
 
-    def _replace_report(self, ev: Eviction, chain: _Chain) -> tuple[Record, int]:
-        """Write one eviction report, replacing the one still queued (merged into it).
+    def _replace_report(
+        self, ev: Eviction, chain: _Chain, queued: int | None
+    ) -> tuple[Record, int]:
+        """Write one eviction report, replacing the one still queued at position
+        ``queued`` (merged into it).
 
         Returns the new report and the payload bytes of the one it replaced (0 if none).
         """
         db = self._db
         assert db is not None
         gone = 0
-        if self._report_pos is not None:
+        if queued is not None:
             row = db.execute(
-                "DELETE FROM records WHERE seq = ? RETURNING env_seq, payload",
-                (self._report_pos,),
+                "DELETE FROM records WHERE seq = ? RETURNING env_seq, payload", (queued,)
             ).fetchone()
             if row is not None:
                 old = Eviction.from_data(json.loads(row[1])["data"])
