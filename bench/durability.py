@@ -9,7 +9,7 @@ Run from the repository root::
 Each scenario has its own mosquitto (stock in-flight quota, Receive Maximum 20), a
 central subscriber with a persistent session, and the daemon as a real process with
 ten Modbus sensors (one simulator, units 1-10 over TCP, ~20 records/s), configured as
-in ``tests/test_outage_under_load.py``:
+in ``tests/core/test_outage_under_load.py``:
 
 - ``sigkill``: the daemon is SIGKILLed after a random 1-4 s of running and started
   again, ``--kills`` times, then runs until drained. Every ``seq`` central received
@@ -59,17 +59,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/ helper
 
 from simulators.modbus import ModbusSimulator
 from tests.broker import Central, Mosquitto
-from tests.process import GatewayProcess
-from tests.records import assert_chain, payloads_by_id
-from tests.test_daemon import run_ctl
-from tests.test_outage_under_load import (
+from tests.core.test_daemon import run_ctl
+from tests.core.test_outage_under_load import (
     SENSORS,
     committed_seq,
     load_config,
     loaded_gateway,
     outage,
 )
-from tests.test_outbox_pressure import covered, fill
+from tests.core.test_outbox_pressure import covered, fill
+from tests.process import GatewayProcess
+from tests.records import assert_chain, payloads_by_id
 
 DISK_FULL_LOAD_S = 20.0
 """How long the load goes on with the disk full (and the broker down)."""

@@ -29,10 +29,10 @@ from collections.abc import Iterator
 
 from pymodbus.client import AsyncModbusTcpClient
 
-from drivers.modbus.driver import ModbusConfig, ModbusDriver
-from drivers.modbus.registers import Point
-from gateway.points import PointsProcessor
-from gateway.readings import PointsRead
+from drivers.modbus.codec import Point
+from drivers.modbus.driver import ModbusDriver, ModbusSection
+from drivers.modbus.processor import PointsProcessor
+from drivers.modbus.readings import PointsRead
 
 POINTS = (
     Point(name="temperature", address=0x0100, type="float32", interval_s=1e-6),
@@ -102,7 +102,7 @@ async def baseline(port: int, rounds: int) -> float:
 
 async def gateway(port: int, rounds: int) -> float:
     """Points per second through the gateway's driver and points processor."""
-    config = ModbusConfig(
+    config = ModbusSection(
         id="io-1", driver="modbus", target=f"tcp://127.0.0.1:{port}", points=POINTS, timeout_s=1.0
     )
     driver = ModbusDriver(config)

@@ -37,7 +37,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from drivers.camera.config import MotionSettings
+from drivers.camera.config import MotionSection
 from drivers.camera.motion import MotionDetector
 from drivers.camera.snapshot import encode_snapshot
 
@@ -175,7 +175,7 @@ def decode_and_analyse(clip: Path, main: Path | None = None) -> tuple[float, Ups
     main stream is read in step and encoded at every compared height (for the byte counts
     only; the rate is then meaningless).
     """
-    detector: MotionDetector[int] = MotionDetector(MotionSettings())
+    detector: MotionDetector[int] = MotionDetector(MotionSection())
     capture = cv2.VideoCapture(str(clip))
     main_capture = cv2.VideoCapture(str(main)) if main is not None else None
     up = Upstream()
@@ -191,7 +191,8 @@ def decode_and_analyse(clip: Path, main: Path | None = None) -> tuple[float, Ups
             ok, big = main_capture.read()
             picture = big if ok else image
         now = frames / FPS
-        for change in detector.feed(image, now, frames):
+        # As the capture thread does: a decoded frame is 8-bit BGR (no copy is made).
+        for change in detector.feed(np.asarray(image, np.uint8), now, frames):
             # The driver's default: the end of an event carries its best frame; the start
             # carries one only with snapshot_on_start.
             pictured = change.phase == "end" or (change.phase == "start" and ON_START)

@@ -4,7 +4,7 @@ Run from the repository root: ``.venv/bin/python bench/ocr.py [--passages 100 --
 
 Generates ``--passages`` container passages and as many plate passages (each
 ``--frames`` frames of the same truck, degraded afresh; ``simulators/ocr_set.py``),
-reads every frame through :class:`gateway.ocr.worker.OcrReader` (one worker process,
+reads every frame through :class:`drivers.camera.ocr.worker.OcrReader` (one worker process,
 pinned with the bench to one CPU) and prints:
 
 - containers per image: share of frames whose verified codes are exactly the truth;
@@ -29,11 +29,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.ocr.container import ContainerReading
-from gateway.ocr.engine import Image
-from gateway.ocr.plate import PlateReading
-from gateway.ocr.voting import Method, container_passage, plate_passage
-from gateway.ocr.worker import Kind, OcrReader, OcrResult
+from drivers.camera.ocr.container import ContainerReading
+from drivers.camera.ocr.engine import Image
+from drivers.camera.ocr.plate import PlateReading
+from drivers.camera.ocr.voting import Method, container_passage, plate_passage
+from drivers.camera.ocr.worker import Kind, OcrReader, OcrResult
 from simulators.ocr_set import passages
 
 METHODS: tuple[Method, ...] = ("string", "char")

@@ -27,8 +27,6 @@ import logging
 import os
 import random
 import resource
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,18 +40,21 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import structlog
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 # Run as a script (``bench/outbox.py``): make the repository's packages importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from drivers.scale.toledo import ToledoCodec
+from drivers.scale.codec_toledo import ToledoCodec
+from drivers.scale.readings import WeightMeasured
 from gateway.config import GatewayConfig
 from gateway.outbox import Outbox
-from gateway.readings import Stamp, WeightMeasured
+from gateway.readings import Stamp
 from gateway.records import GENESIS, Draft, Priority, Record, envelope, uuid7
 from gateway.uplink import Uplink
+from simulators.broker import Mosquitto
 
 SITE = "bench-site"
 GATEWAY = "gw-1"
@@ -71,55 +72,18 @@ TIMEOUT_S = 600.0
 # -- broker ------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _wait_port(port: int, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
-
-
 @contextlib.contextmanager
 def mosquitto() -> Iterator[tuple[int, int]]:
     """A private mosquitto on a free loopback port (no persistence); yields (port, pid)."""
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(binary).exists():
-        raise RuntimeError("mosquitto is not installed: apt-get install mosquitto")
     with tempfile.TemporaryDirectory(prefix="bench-mosquitto-") as tmp:
-        port = _free_port()
-        conf = Path(tmp) / "mosquitto.conf"
-        conf.write_text(
-            f"listener {port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "persistence false\n"
-            "max_inflight_messages 0\n"
-            "max_queued_messages 10000000\n"
-            "log_dest none\n"
-        )
-        proc = subprocess.Popen(
-            [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        broker = Mosquitto(Path(tmp), persistence=False, max_queued_messages=10_000_000)
+        broker.start()
+        assert broker.proc is not None
         try:
-            _wait_port(port)
-            yield port, proc.pid
+            yield broker.port, broker.proc.pid
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            with contextlib.suppress(subprocess.TimeoutExpired):  # killed instead
+                broker.stop()
 
 
 # -- CPU accounting ----------------------------------------------------------------------
@@ -237,6 +201,12 @@ def _config(data_dir: Path, port: int, inflight: int) -> GatewayConfig:
     )
 
 
+def _seq(record: Record) -> int:
+    """A telemetry record's sequence number (only media records have none)."""
+    assert record.seq is not None, f"telemetry record {record.topic} has no seq"
+    return record.seq
+
+
 async def run_gateway(
     port: int,
     broker_pid: int,
@@ -301,7 +271,7 @@ async def run_gateway(
                         f"{uplink.stats.acked_total}, expected {n}"
                     )
             commits, appended = outbox.stats.commits_total, outbox.stats.appended_total
-        acked.sort(key=lambda r: r.seq)
+        acked.sort(key=_seq)
         return GatewayResult(usage, commits, appended, [r.payload for r in acked])
 
 
@@ -331,12 +301,13 @@ def run_baseline(port: int, broker_pid: int, payloads: list[bytes], inflight: in
             done.set()
 
     client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2, client_id="bench-baseline", protocol=mqtt.MQTTv5
+        CallbackAPIVersion.VERSION2, client_id="bench-baseline", protocol=mqtt.MQTTv5
     )
     client.max_inflight_messages_set(inflight)
     client.on_connect = on_connect
     client.on_publish = on_publish
-    props = Properties(PacketTypes.PUBLISH)  # the uplink sends the same property
+    # The uplink sends the same property; paho's Properties.__init__ is unannotated.
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
     props.ContentType = "application/json"
     topic = f"{ROOT}/{TOPIC}"
     client.connect("127.0.0.1", port, keepalive=30)

@@ -16,29 +16,30 @@ import signal
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
 from gateway import __version__
-from gateway.config import GatewayConfig
-from gateway.control import ControlServer
+from gateway.config import DeviceSection, GatewayConfig
+from gateway.control_socket import ControlServer
+from gateway.driver import Driver
 from gateway.errors import OutboxError
-from gateway.ocr.triggers import OCR_COMMAND, OcrCommand, WeighingTriggers, ocr_regions
+from gateway.facts import FactBus
+from gateway.family import FamilyContext, FamilyRuntime
 from gateway.outbox import Outbox
-from gateway.processors import processor_for
 from gateway.records import Outgoing, Record
-from gateway.scans import ORIGINAL_COMMAND, OriginalServer
+from gateway.registry import build_runtimes, family_of
 from gateway.sdnotify import notify, watchdog_interval_s, watchdog_loop
+from gateway.services import ServiceSupervisor
 from gateway.supervisor import DeviceSupervisor
 from gateway.uplink import Uplink
-
-if TYPE_CHECKING:
-    from gateway.ocr.service import OcrService
 
 log = structlog.get_logger(__name__)
 
 STATE_INTERVAL_S = 60.0
+SERVICE_START_S = 120.0
+"""Devices start once every service is up or has failed once, or after this long."""
 DRAIN_TIMEOUT_S = 5.0
 CANCEL_AGAIN_S = 1.0
 
@@ -82,31 +83,43 @@ class Daemon:
             max_bytes=config.outbox.max_bytes,
         )
         self.uplink: Uplink | None = None
-        self.ocr: OcrService | None = None
-        if any(ocr_regions(d) for d in config.devices):
-            from gateway.ocr.service import OcrService  # noqa: PLC0415 - the ocr extra
-
-            self.ocr = OcrService(self.emit)
-        submit = self.ocr.submit if self.ocr is not None else None
-        state_dir = config.gateway.data_dir / "state"
+        self.bus = FactBus()
+        devices = [d for d in config.devices if d.enabled]
+        self.context = FamilyContext(
+            config=config,
+            bus=self.bus,
+            emit=self.emit,
+            state_dir=config.gateway.data_dir / "state",
+            drivers=self._driver_of,
+        )
+        self.runtimes = build_runtimes(self.context, devices)
         self.supervisors = [
-            DeviceSupervisor(
-                device, self.emit, processor=processor_for(device, ocr=submit, state_dir=state_dir)
-            )
-            for device in config.devices
-            if device.enabled
+            DeviceSupervisor(device, self.emit, processor=self._runtime(device).processor(device))
+            for device in devices
         ]
-        self.weighing_triggers = WeighingTriggers(config, self.supervisors)
+        self._by_id = {s.config.id: s for s in self.supervisors}
+        self.services = [
+            ServiceSupervisor(service)
+            for runtime in self.runtimes.values()
+            for service in runtime.services()
+        ]
         self.stop = asyncio.Event()
         self.started_mono = time.monotonic()
         self.emit_errors = 0
         self._background: set[asyncio.Task[None]] = set()
 
+    def _runtime(self, device: DeviceSection) -> FamilyRuntime:
+        family = family_of(device.driver)
+        assert family is not None  # build_runtimes checked every device
+        return self.runtimes[family.name]
+
+    def _driver_of(self, device: str) -> Driver | None:
+        supervisor = self._by_id.get(device)
+        return supervisor.driver if supervisor is not None else None
+
     async def emit(self, drafts: Sequence[Outgoing]) -> list[Record]:
         """Make drafts durable; the uplink picks them up from the outbox."""
-        records = await self.outbox.append(drafts)
-        self.weighing_triggers.observe(drafts)
-        return records
+        return await self.outbox.append(drafts)
 
     def status(self) -> dict[str, Any]:
         """Everything ``gatewayctl status`` prints."""
@@ -132,7 +145,12 @@ class Daemon:
                 "path": str(self.outbox.path),
             },
             "devices": {s.config.id: s.health.as_dict() for s in self.supervisors},
-            **({"ocr": self.ocr.stats()} if self.ocr is not None else {}),
+            **{k: v for r in self.runtimes.values() for k, v in r.status().items()},
+            **(
+                {"services": {s.service.name: s.as_dict() for s in self.services}}
+                if self.services
+                else {}
+            ),
         }
 
     async def run(self) -> int:
@@ -157,13 +175,7 @@ class Daemon:
                 self.uplink = uplink
                 async with ControlServer(self.config.control_socket, self.status) as control:
                     uplink.on_acked.append(control.publish)
-                    if self.ocr is not None:
-                        await self.ocr.start()
-                    try:
-                        await self._serve()
-                    finally:
-                        if self.ocr is not None:
-                            await self.ocr.aclose()
+                    await self._serve()
                     await asyncio.gather(*self._background, return_exceptions=True)
                     notify("STOPPING=1")
                     log.info("gateway stopping")
@@ -199,23 +211,32 @@ class Daemon:
 
     def _register_commands(self, uplink: Uplink) -> None:
         """Commands central may send, for the devices configured."""
-        from drivers.xray.config import XrayFolderConfig  # noqa: PLC0415
+        for runtime in self.runtimes.values():
+            uplink.commands.update(runtime.commands())
 
-        manifests = {
-            s.config.id: s.config.manifest_path
-            for s in self.supervisors
-            if isinstance(s.config, XrayFolderConfig)
-        }
-        if manifests:
-            uplink.commands[ORIGINAL_COMMAND] = OriginalServer(manifests)
-        if self.ocr is not None:
-            uplink.commands[OCR_COMMAND] = OcrCommand(self.supervisors)
+    async def _services_settled(self) -> None:
+        """Until every service is up or failed once, SERVICE_START_S, or a stop signal."""
+
+        async def settled() -> None:
+            for s in self.services:
+                await s.settled.wait()
+
+        waits = [asyncio.ensure_future(settled()), asyncio.ensure_future(self.stop.wait())]
+        try:
+            await asyncio.wait(waits, timeout=SERVICE_START_S, return_when="FIRST_COMPLETED")
+        finally:
+            for w in waits:
+                w.cancel()
 
     async def _serve(self) -> None:
         # A child that raised would cancel all of them: supervisors retry whatever fails
         # (reporting a failure included), the state and watchdog loops skip a round.
         async with asyncio.TaskGroup() as group:
             tasks = [
+                group.create_task(s.run(), name=f"service-{s.service.name}") for s in self.services
+            ]
+            await self._services_settled()  # the OCR engine warm before the first passage
+            tasks += [
                 group.create_task(s.run(), name=f"device-{s.config.id}") for s in self.supervisors
             ]
             tasks.append(group.create_task(self._state_loop(), name="device-state"))

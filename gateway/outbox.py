@@ -103,27 +103,59 @@ REPORT_SLACK = 1024
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
-    seq      INTEGER PRIMARY KEY,
+    pos      INTEGER PRIMARY KEY,
     id       TEXT NOT NULL,
     topic    TEXT NOT NULL,
     payload  BLOB NOT NULL,
     priority INTEGER NOT NULL,
     retain   INTEGER NOT NULL
 );
--- records.seq is the queue position (publish order, the acknowledgement key);
+-- records.pos is the queue position (publish order, the acknowledgement key);
 -- env_seq is the envelope's seq (NULL for media); content_type NULL = JSON record.
-CREATE INDEX IF NOT EXISTS records_by_priority ON records (priority, seq);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+INDEXES = """
+CREATE INDEX IF NOT EXISTS records_by_priority ON records (priority, pos);
+"""
+"""Created after :func:`_migrate`, which an older outbox needs first (the column names)."""
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring an outbox written by an older version up to date, in one transaction.
+
+    Each step checks the columns first, so a file already up to date is left alone.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        _rename_position_column(db)
+        _add_media_columns(db)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+def _columns(db: sqlite3.Connection) -> set[str]:
+    return {row[1] for row in db.execute("PRAGMA table_info(records)")}
+
+
+def _rename_position_column(db: sqlite3.Connection) -> None:
+    """The queue position was once a column named ``seq``, the envelope's name for
+    something else (``env_seq``); SQLite renames it in the index too."""
+    if "seq" in _columns(db):
+        db.execute("ALTER TABLE records RENAME COLUMN seq TO pos")
 
 
 def _add_media_columns(db: sqlite3.Connection) -> None:
-    """Bring an outbox from before media support up to date (its rows are JSON)."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(records)")}
-    if "env_seq" not in columns:
+    """Bring an outbox from before media support up to date (its rows are JSON).
+
+    Before media every record had a seq and the positions were those seqs.
+    """
+    if "env_seq" not in _columns(db):
         db.execute("ALTER TABLE records ADD COLUMN content_type TEXT")
         db.execute("ALTER TABLE records ADD COLUMN env_seq INTEGER")
-        db.execute("UPDATE records SET env_seq = seq")
+        db.execute("UPDATE records SET env_seq = pos")
 
 
 def _row(record: Record) -> tuple[int, str, str, bytes, int, int, str | None, int | None]:
@@ -740,7 +772,8 @@ class Outbox:
             # burst is returned to the filesystem instead of held by the file.
             db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             db.executescript(SCHEMA)
-            _add_media_columns(db)
+            _migrate(db)
+            db.executescript(INDEXES)
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot open outbox {self.path}: {exc}") from exc
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
@@ -764,8 +797,8 @@ class Outbox:
     def _read_sync(self, pos: int, limit: int) -> list[tuple[Any, ...]]:
         assert self._db is not None
         return self._db.execute(
-            "SELECT seq, id, topic, payload, priority, retain, content_type, env_seq"
-            " FROM records WHERE seq > ? ORDER BY seq LIMIT ?",
+            "SELECT pos, id, topic, payload, priority, retain, content_type, env_seq"
+            " FROM records WHERE pos > ? ORDER BY pos LIMIT ?",
             (pos, limit),
         ).fetchall()
 
@@ -897,7 +930,7 @@ class Outbox:
             # One statement for the batch: per-row execute() was ~15% of this method.
             db.executemany(
                 "INSERT INTO records"
-                " (seq, id, topic, payload, priority, retain, content_type, env_seq)"
+                " (pos, id, topic, payload, priority, retain, content_type, env_seq)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [_row(r) for r in records],
             )
@@ -957,8 +990,8 @@ class Outbox:
             return 0, 0
         assert self._db is not None
         rows = self._db.execute(
-            f"DELETE FROM records WHERE seq IN ({','.join('?' * len(acked))})"  # noqa: S608 - placeholders only
-            " RETURNING seq, LENGTH(payload)",
+            f"DELETE FROM records WHERE pos IN ({','.join('?' * len(acked))})"  # noqa: S608 - placeholders only
+            " RETURNING pos, LENGTH(payload)",
             acked,
         ).fetchall()
         return len(rows), sum(r[1] for r in rows)
@@ -988,7 +1021,7 @@ class Outbox:
         gone = 0
         if queued is not None:
             row = db.execute(
-                "DELETE FROM records WHERE seq = ? RETURNING env_seq, payload", (queued,)
+                "DELETE FROM records WHERE pos = ? RETURNING env_seq, payload", (queued,)
             ).fetchone()
             if row is not None:
                 old = Eviction.from_data(json.loads(row[1])["data"])
@@ -1019,7 +1052,7 @@ class Outbox:
         record = chain.record(draft, self.site, self.gateway)
         db.execute(
             "INSERT INTO records"
-            " (seq, id, topic, payload, priority, retain, content_type, env_seq)"
+            " (pos, id, topic, payload, priority, retain, content_type, env_seq)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             _row(record),
         )
@@ -1063,8 +1096,8 @@ class Outbox:
         assert db is not None
         ev = Eviction()
         rows = db.execute(
-            "SELECT seq, env_seq, priority, LENGTH(payload) FROM records WHERE priority < ?"
-            " ORDER BY priority, seq",
+            "SELECT pos, env_seq, priority, LENGTH(payload) FROM records WHERE priority < ?"
+            " ORDER BY priority, pos",
             (int(Priority.ALARM),),
         )
         for pos, env_seq, priority, length in rows.fetchall():
@@ -1079,7 +1112,7 @@ class Outbox:
             name = Priority(priority).name.lower()
             ev.by_priority[name] = ev.by_priority.get(name, 0) + 1
         if ev.positions:
-            db.executemany("DELETE FROM records WHERE seq = ?", [(p,) for p in ev.positions])
+            db.executemany("DELETE FROM records WHERE pos = ?", [(p,) for p in ev.positions])
         ev.count = len(ev.positions)
         ev.ranges = merge_ranges(ev.ranges, [])
         return ev

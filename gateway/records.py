@@ -72,6 +72,9 @@ class MediaDraft:
         content_type: MQTT 5 content type, e.g. ``image/jpeg``.
         body: the bytes, published as they are.
         priority: eviction class (stills for the idle wall are ``TELEMETRY``).
+        sha256: hex SHA-256 of ``body``, as the referring record quotes it. Pass the
+            digest taken when the bytes were made (it is not checked: every media item
+            is hashed once); left empty, it is computed here.
     """
 
     media_id: str
@@ -79,22 +82,33 @@ class MediaDraft:
     content_type: str
     body: bytes
     priority: Priority
+    sha256: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.sha256:
+            object.__setattr__(self, "sha256", hashlib.sha256(self.body).hexdigest())
 
     @property
     def topic(self) -> str:
         """Topic below the gateway's root."""
         return f"media/{self.media_id}"
 
-    @property
-    def sha256(self) -> str:
-        """SHA-256 of the body, as the referring record quotes it."""
-        return hashlib.sha256(self.body).hexdigest()
 
+def jpeg_media(
+    device: str | None, jpeg: bytes, priority: Priority, *, sha256: str = ""
+) -> MediaDraft:
+    """A JPEG (snapshot, still, preview, crop) to publish, with a fresh media id.
 
-def jpeg_media(device: str | None, jpeg: bytes, priority: Priority) -> MediaDraft:
-    """A JPEG (snapshot, still, preview, crop) to publish, with a fresh media id."""
+    ``sha256``: the digest of ``jpeg`` taken when it was encoded, so it is not hashed
+    again (see :class:`MediaDraft`).
+    """
     return MediaDraft(
-        media_id=uuid7(), device=device, content_type="image/jpeg", body=jpeg, priority=priority
+        media_id=uuid7(),
+        device=device,
+        content_type="image/jpeg",
+        body=jpeg,
+        priority=priority,
+        sha256=sha256,
     )
 
 

@@ -5,7 +5,7 @@ down: every error, expected or not, ends in a logged state change and a retry af
 a capped, jittered delay. A failure is logged once when it starts and once when the
 device recovers, not at every retry. A device that was absent (port path gone,
 connection refused) is retried as soon as it is back, whatever the delay had grown to
-(the driver's :meth:`~drivers.base.Driver.presence` says how to see it). Failing to
+(the driver's :meth:`~gateway.driver.Driver.presence` says how to see it). Failing to
 record a failure (a full outbox) is logged and the retries go on.
 """
 
@@ -17,15 +17,15 @@ from datetime import UTC, datetime
 
 import structlog
 
-from drivers.base import Driver
-from drivers.presence import Presence
 from gateway.backoff import Backoff
 from gateway.config import DeviceSection
+from gateway.driver import Driver
 from gateway.errors import DeviceStalledError, DriverUnavailableError, GatewayError
+from gateway.family import Processor
 from gateway.health import DeviceHealth, DeviceState
-from gateway.processors import Processor, processor_for
+from gateway.presence import Presence
 from gateway.records import Draft, Outgoing
-from gateway.registry import create_driver
+from gateway.registry import create_driver, processor_for
 
 log = structlog.get_logger(__name__)
 
@@ -150,7 +150,7 @@ class DeviceSupervisor:
 
         The backoff sleep races the driver's presence watch: a port path that exists
         again or a TCP target accepting again ends the wait at once. A device that is
-        there but failing does not (see :meth:`drivers.presence.Presence.returned`),
+        there but failing does not (see :meth:`gateway.presence.Presence.returned`),
         so it is never retried in a hot loop.
         """
         presence = self._presence(log_)

@@ -51,7 +51,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gateway.backoff import Backoff
-from gateway.commands import REPLY_WINDOW, Handler, Reply, error_reply, parse_request
+from gateway.central_commands import REPLY_WINDOW, Handler, Reply, error_reply, parse_request
 from gateway.config import GatewayConfig
 from gateway.errors import CommandError, ConfigError, GatewayError
 from gateway.outbox import Outbox
@@ -153,18 +153,33 @@ def build_client(config: GatewayConfig) -> mqtt.Client:
                 ) from exc
         client.username_pw_set(cfg.username, password)
     if cfg.tls_ca is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the host
+        context.sslsocket_class = _ClosingSSLSocket
         try:
-            client.tls_set(
-                ca_certs=str(cfg.tls_ca),
-                certfile=str(cfg.tls_cert) if cfg.tls_cert else None,
-                keyfile=str(cfg.tls_key) if cfg.tls_key else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
+            context.load_verify_locations(cafile=str(cfg.tls_ca))
+            if cfg.tls_cert is not None:
+                key = str(cfg.tls_key) if cfg.tls_key else None
+                context.load_cert_chain(str(cfg.tls_cert), keyfile=key)
         except (OSError, ssl.SSLError, ValueError) as exc:
             raise ConfigError(f"mqtt TLS files unusable (tls_ca/tls_cert/tls_key): {exc}") from exc
+        client.tls_set_context(context)
         client.tls_insecure_set(False)
     return client
+
+
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """Closes itself when its handshake fails (a wrong CA, a certificate for another host).
+
+    paho-mqtt 2.2 drops the socket of a failed handshake without closing it; it would
+    stay open until collected, once per retry.
+    """
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
 
 
 PROBE_INTERVAL_S = 1.0

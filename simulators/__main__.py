@@ -30,48 +30,19 @@ from pathlib import Path
 from drivers.scale.protocols import CODECS
 from simulators.camera import cli as camera_cli
 from simulators.central import CentralView
+from simulators.cli_args import fault_list
 from simulators.demo import run_demo
 from simulators.eseal import ALERT_FORMS as ESEAL_ALERT_FORMS
 from simulators.eseal import FAULTS as ESEAL_FAULTS
 from simulators.eseal import PROTOCOLS as ESEAL_PROTOCOLS
 from simulators.eseal import EsealSimulator
+from simulators.lifecycle import stop_on_signals, until_done_or_stopped
 from simulators.modbus import FAULTS as MODBUS_FAULTS
 from simulators.modbus import PROFILES as MODBUS_PROFILES
 from simulators.modbus import ModbusSimulator
 from simulators.scale import FAULTS, ScaleSimulator
 from simulators.xray import FAULTS as XRAY_FAULTS
 from simulators.xray import IMAGE_FORMATS, SIDECAR_FORMATS, XraySimulator
-
-
-def _fault_list(text: str) -> frozenset[str]:
-    faults = frozenset(f.strip() for f in text.split(",") if f.strip())
-    if unknown := faults - set(FAULTS):
-        raise argparse.ArgumentTypeError(f"unknown faults {sorted(unknown)}; known: {FAULTS}")
-    return faults
-
-
-def _modbus_fault_list(text: str) -> frozenset[str]:
-    faults = frozenset(f.strip() for f in text.split(",") if f.strip())
-    if unknown := faults - set(MODBUS_FAULTS):
-        known = ",".join(MODBUS_FAULTS)
-        raise argparse.ArgumentTypeError(f"unknown faults {sorted(unknown)}; known: {known}")
-    return faults
-
-
-def _eseal_fault_list(text: str) -> frozenset[str]:
-    faults = frozenset(f.strip() for f in text.split(",") if f.strip())
-    if unknown := faults - set(ESEAL_FAULTS):
-        known = ",".join(ESEAL_FAULTS)
-        raise argparse.ArgumentTypeError(f"unknown faults {sorted(unknown)}; known: {known}")
-    return faults
-
-
-def _xray_fault_list(text: str) -> frozenset[str]:
-    faults = frozenset(f.strip() for f in text.split(",") if f.strip())
-    if unknown := faults - set(XRAY_FAULTS):
-        known = ",".join(XRAY_FAULTS)
-        raise argparse.ArgumentTypeError(f"unknown faults {sorted(unknown)}; known: {known}")
-    return faults
 
 
 def _count(text: str) -> int:
@@ -95,7 +66,7 @@ def _add_xray(devices: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     xray.add_argument("--interval", type=_positive, default=2.0, help="seconds between scans")
     xray.add_argument(
         "--faults",
-        type=_xray_fault_list,
+        type=fault_list(XRAY_FAULTS),
         default=frozenset(),
         help=f"comma list of {','.join(XRAY_FAULTS)}",
     )
@@ -114,7 +85,10 @@ def _parser() -> argparse.ArgumentParser:
     scale.add_argument("--protocol", required=True, choices=sorted(CODECS))
     scale.add_argument("--link", required=True, type=Path, help="symlink to create (pty slave)")
     scale.add_argument(
-        "--faults", type=_fault_list, default=frozenset(), help=f"comma list of {','.join(FAULTS)}"
+        "--faults",
+        type=fault_list(FAULTS),
+        default=frozenset(),
+        help=f"comma list of {','.join(FAULTS)}",
     )
     scale.add_argument("--trucks", type=_count, default=None, help="default: forever")
     scale.add_argument("--speed", type=_positive, default=1.0, help="time compression")
@@ -132,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     modbus.add_argument(
         "--faults",
-        type=_modbus_fault_list,
+        type=fault_list(MODBUS_FAULTS),
         default=frozenset(),
         help=f"comma list of {','.join(MODBUS_FAULTS)}",
     )
@@ -152,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     eseal.add_argument(
         "--faults",
-        type=_eseal_fault_list,
+        type=fault_list(ESEAL_FAULTS),
         default=frozenset(),
         help=f"comma list of {','.join(ESEAL_FAULTS)} (no_seal: reader only)",
     )
@@ -215,27 +189,6 @@ def _run_central(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stop_on_signals() -> asyncio.Event:
-    """An event set by SIGINT or SIGTERM."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    return stop
-
-
-async def _until_done_or_stopped(finished: asyncio.Event, stop: asyncio.Event) -> None:
-    """Wait until the simulator has played everything or a signal asked it to stop."""
-    done = asyncio.create_task(finished.wait(), name="finished")
-    stopped = asyncio.create_task(stop.wait(), name="stopped")
-    try:
-        await asyncio.wait([done, stopped], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (done, stopped):
-            task.cancel()
-        await asyncio.wait([done, stopped])
-
-
 async def _run_scale(args: argparse.Namespace) -> int:
     sim = ScaleSimulator(
         protocol=args.protocol,
@@ -246,11 +199,11 @@ async def _run_scale(args: argparse.Namespace) -> int:
         seed=args.seed,
         rate_hz=args.rate_hz,
     )
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     async with sim:
         where = f"{args.link} (slave {sim.slave_name})"
         print(f"scale simulator {args.protocol} on {where}", flush=True)
-        await _until_done_or_stopped(sim.finished, stop)
+        await until_done_or_stopped(sim.finished, stop)
     logging.getLogger(__name__).info("scale simulator done: %s", sim.stats)
     return 0
 
@@ -270,12 +223,12 @@ async def _run_modbus(args: argparse.Namespace) -> int:
     except ValueError as exc:  # units out of range, crc without RTU
         print(f"simulator: {exc}", file=sys.stderr)
         return 2
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     async with sim:
         where = f"{sim.link} (slave {sim.slave_name})" if sim.link else f"{sim.host}:{sim.port}"
         units = ",".join(map(str, sim.units))
         print(f"modbus simulator {args.profile} on {where}, units {units}", flush=True)
-        await _until_done_or_stopped(sim.finished, stop)
+        await until_done_or_stopped(sim.finished, stop)
     logging.getLogger(__name__).info("modbus simulator done: %s", sim.stats)
     return 0
 
@@ -297,7 +250,7 @@ async def _run_eseal(args: argparse.Namespace) -> int:
     except ValueError as exc:  # jt808 with --link, a fault that does not apply (or form)
         print(f"simulator: {exc}", file=sys.stderr)
         return 2
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     async with sim:
         if sim.link is not None:
             where = f"{sim.link} (slave {sim.slave_name})"
@@ -306,7 +259,7 @@ async def _run_eseal(args: argparse.Namespace) -> int:
         else:
             where = f"connecting to 127.0.0.1:{sim.port}"
         print(f"eseal simulator {args.protocol} {where}, seed {sim.seed}", flush=True)
-        await _until_done_or_stopped(sim.finished, stop)
+        await until_done_or_stopped(sim.finished, stop)
     logging.getLogger(__name__).info("eseal simulator done: %s", sim.stats)
     return 0
 
@@ -323,10 +276,10 @@ async def _run_xray(args: argparse.Namespace) -> int:
         truth_path=args.truth,
         settle_s=args.settle,
     )
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     async with sim:
         print(f"xray simulator writing to {args.dir}, truth in {sim.truth_path}", flush=True)
-        await _until_done_or_stopped(sim.finished, stop)
+        await until_done_or_stopped(sim.finished, stop)
     logging.getLogger(__name__).info("xray simulator done: %d scans", len(sim.truth))
     return 0
 

@@ -24,17 +24,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import shutil
 import signal
-import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from simulators.broker import Mosquitto, end_with_parent, free_port
 from simulators.central import CentralView
 from simulators.eseal import EsealSimulator
+from simulators.lifecycle import stop_on_signals
 from simulators.scale import ScaleSimulator
 from simulators.xray import XraySimulator
 
@@ -70,8 +69,6 @@ FIRST_TRUCK_S = 5.0
 DWELL_S = 10.0
 """Not compressed either: a stopped truck is read once the background has absorbed it."""
 
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
 
 @dataclass(frozen=True, slots=True)
 class Ports:
@@ -80,25 +77,6 @@ class Ports:
     broker: int
     elock: int
     camera: int
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-async def _wait_port(port: int, timeout_s: float = 10) -> None:
-    async with asyncio.timeout(timeout_s):
-        while True:
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-            except OSError:
-                await asyncio.sleep(0.05)
-                continue
-            writer.close()
-            return
 
 
 def _device(**keys: str | float | Path) -> list[str]:
@@ -164,19 +142,25 @@ def write_config(workdir: Path, ports: Ports) -> Path:
     return path
 
 
-def prepare(workdir: Path) -> tuple[str, Path, Ports, Path] | None:
+def prepare(workdir: Path) -> tuple[Mosquitto, Path, Ports, Path] | None:
     """Find mosquitto, pick ports and write the demo's broker and gateway configs."""
-    mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(mosquitto).exists():
-        print("demo: mosquitto is not installed (apt-get install mosquitto)", file=sys.stderr)
-        return None
     workdir = workdir.resolve()
     (workdir / "xray-drop").mkdir(parents=True, exist_ok=True)
-    ports = Ports(broker=_free_port(), elock=_free_port(), camera=_free_port())
-    (workdir / "mosquitto.conf").write_text(
-        f"listener {ports.broker} 127.0.0.1\nallow_anonymous true\nlog_dest none\n"
-    )
-    return mosquitto, workdir, ports, write_config(workdir, ports)
+    ports = Ports(broker=free_port(), elock=free_port(), camera=free_port())
+    try:
+        # Outlives the gateway on Ctrl-C (detached), to carry its goodbyes.
+        broker = Mosquitto(
+            workdir,
+            ports.broker,
+            persistence=False,
+            stock_inflight=True,
+            max_queued_messages=None,
+            detached=True,
+        )
+    except RuntimeError as exc:  # not installed
+        print(f"demo: {exc}", file=sys.stderr)
+        return None
+    return broker, workdir, ports, write_config(workdir, ports)
 
 
 def run_demo(workdir: Path, duration_s: float | None = None, speed: float = 1.0) -> int:
@@ -271,18 +255,12 @@ async def _start_gateway(config: Path, log_path: Path) -> asyncio.subprocess.Pro
             stdout=log,
             stderr=log,
             start_new_session=True,  # Ctrl-C is the demo's to handle: it stops the gateway
-            preexec_fn=_end_with_parent,
+            preexec_fn=end_with_parent,  # SIGTERM when the demo dies, even by SIGKILL
         )
 
 
-def _end_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the demo dies, even by SIGKILL (Linux)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 async def _run(
-    mosquitto: str,
+    broker: Mosquitto,
     workdir: Path,
     ports: Ports,
     config: Path,
@@ -291,23 +269,11 @@ async def _run(
     speed: float,
 ) -> int:
     log_path = workdir / "gateway.log"
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    broker = await asyncio.create_subprocess_exec(
-        mosquitto,
-        "-c",
-        str(workdir / "mosquitto.conf"),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-        start_new_session=True,  # outlives the gateway on Ctrl-C, to carry its goodbyes
-        preexec_fn=_end_with_parent,
-    )
+    stop = stop_on_signals()
     view = CentralView("127.0.0.1", ports.broker)
     gateway: asyncio.subprocess.Process | None = None
     try:
-        await _wait_port(ports.broker)
+        await broker.start_async()
         view.start()
         async with contextlib.AsyncExitStack() as stack:
             await _devices_before_gateway(stack, workdir, ports, speed)
@@ -341,8 +307,6 @@ async def _run(
             gateway.kill()
             await gateway.wait()
         await asyncio.to_thread(view.stop)
-        if broker.returncode is None:
-            broker.terminate()
-        await broker.wait()
+        await asyncio.to_thread(broker.stop, None)
     print("demo stopped.")
     return 0

@@ -4,7 +4,7 @@ Two devices from HARDWARE.md ("Electronic seals"), each speaking its real wire f
 through the same codecs the gateway decodes with, so the bytes are exactly what the
 gateway must handle:
 
-* ``protocol="reader"``: a Hi-G-Tek DataReader (:mod:`drivers.eseal.reader_codec`, the
+* ``protocol="reader"``: a Hi-G-Tek DataReader (:mod:`drivers.eseal.codec_reader`, the
   manual's RS-485/232 layout) on a pty (``link``, like the scale simulator) or as a TCP
   server on 127.0.0.1 (``tcp_port``; the gateway connects as client). Trucks pass the
   gate: their seals' Verify results (short status) come as Get Results answers, on the
@@ -26,7 +26,7 @@ gateway must handle:
   same event twice in a row (it must be closed before it can open again), so each
   alert is told from a repeat of the one before. ``"extended"`` is the gateway's own
   15-byte record (EV#, event code, event time: ADJUSTED in
-  :mod:`drivers.eseal.reader_codec`), not a real reader's form: use it to test that
+  :mod:`drivers.eseal.codec_reader`), not a real reader's form: use it to test that
   extension, and ``out_of_order``, which needs alert times.
 * ``protocol="jt808"``: an e-lock terminal that connects to a TCP server on
   127.0.0.1:``tcp_port`` (the gateway listens; JT/T 808 terminals are clients):
@@ -67,35 +67,37 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal, Self
 
-from drivers.eseal.jt808 import (
+from drivers.eseal.codec_jt808 import (
     HEARTBEAT,
-    LOCATION_REPORT,
     PLATFORM_GENERAL_RESPONSE,
     PROTOCOL_VERSION_2019,
     REGISTRATION,
     REGISTRATION_RESPONSE,
     Jt808Codec,
-    Jt808Message,
-    PositionReported,
     encode,
     escape,
     unescape,
 )
-from drivers.eseal.reader_codec import (
-    ALERT_BURST,
+from drivers.eseal.codec_reader import (
     CLOSE_BURST,
     EXECUTE_RF,
     FORCED_BURST,
     REPLY,
+    Layout,
+    SealReaderCodec,
+)
+from drivers.eseal.readings import (
+    ALERT_BURST,
+    LOCATION_REPORT,
     AlertAcked,
     HostCommand,
-    Layout,
+    Jt808Message,
     NoSealInRange,
+    PositionReported,
     ReadRequested,
     SealAlert,
     SealEvent,
     SealRead,
-    SealReaderCodec,
 )
 from gateway.readings import Stamp
 from simulators.lifecycle import PlayingSimulator
@@ -240,7 +242,7 @@ class EsealSimulator(PlayingSimulator):
         reader: the reader's number on the bus.
         terminal: the jt808 terminal phone number (12 digits).
         crc_init: the reader's CRC start value.
-        layout: the reader's CRC coverage (:data:`drivers.eseal.reader_codec.LAYOUTS`).
+        layout: the reader's CRC coverage (:data:`drivers.eseal.codec_reader.LAYOUTS`).
         alert_form: reader: ``"plain"`` (default), the manual's alert record without
             event time or EV#; ``"extended"``, the gateway's own 15-byte record with
             them (see the module docstring; not a real reader's form).
@@ -612,7 +614,7 @@ class EsealSimulator(PlayingSimulator):
 
     async def _play_reader(self) -> None:
         loop = asyncio.get_running_loop()
-        try:
+        with self._capture_crash(log, "e-seal simulator failed"):
             await self._wait_for_client()
             played = 0
             truck_reads = 0
@@ -664,9 +666,6 @@ class EsealSimulator(PlayingSimulator):
                 self._repeat_pending(now)
                 await asyncio.sleep(min(POLL_S, EVENT_S / self.speed))
             await self._drain(loop)
-        except Exception as exc:  # a bug: surface it from aclose(), do not hang waiters
-            self._error = exc
-            log.exception("e-seal simulator failed")
         self.finished.set()
 
     def _new_truck(self) -> tuple[str, int]:
@@ -778,7 +777,7 @@ class EsealSimulator(PlayingSimulator):
 
     async def _play_jt808(self) -> None:
         loop = asyncio.get_running_loop()
-        try:
+        with self._capture_crash(log, "e-seal simulator failed"):
             played = 0
             next_report = loop.time()
             while self.events is None or played < self.events:
@@ -800,9 +799,6 @@ class EsealSimulator(PlayingSimulator):
                 self._repeat_pending(now)
                 await asyncio.sleep(min(POLL_S, REPORT_S / self.speed))
             await self._drain(loop)
-        except Exception as exc:  # a bug: surface it from aclose(), do not hang waiters
-            self._error = exc
-            log.exception("e-seal simulator failed")
         self.finished.set()
 
     def _next_report(self, sim_time: datetime) -> tuple[bytes, PositionReported]:

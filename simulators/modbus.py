@@ -7,7 +7,7 @@ responses are a real stack's, not ours. What the simulator adds:
 - **values that move**: a truck timeline (:class:`simulators.trucks.TruckTimeline`, the
   same one the serial scale simulator plays, so one seed gives the same trucks) written
   into the datastore at 10 Hz while pymodbus serves it. Registers are filled with
-  :func:`drivers.modbus.registers.encode` on the same :class:`Point` maps the gateway
+  :func:`drivers.modbus.codec.encode` on the same :class:`Point` maps the gateway
   decodes with (:data:`drivers.modbus.presets.PRESETS`), so the two cannot drift apart.
 - **several unit ids** on one line, each its own datastore (a pymodbus ``SimDevice``),
   and :meth:`ModbusSimulator.silence_unit` to make one of them stop answering.
@@ -43,8 +43,8 @@ from pymodbus.pdu import ModbusPDU
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from drivers.modbus.codec import Function, Point, encode
 from drivers.modbus.presets import PRESETS
-from drivers.modbus.registers import Function, Point, encode
 from simulators.lifecycle import PlayingSimulator
 from simulators.pty import PtyPort
 from simulators.trucks import ScaleState, TruckTimeline
@@ -505,7 +505,7 @@ class ModbusSimulator(PlayingSimulator):
         period = 1.0 / self.rate_hz
         next_tick = loop.time()
         states = iter(self._timeline)
-        try:
+        with self._capture_crash(log, "modbus simulator failed"):
             while True:
                 state = next(states, None)
                 if state is None:  # the trucks are done: the scale stays at zero
@@ -521,10 +521,7 @@ class ModbusSimulator(PlayingSimulator):
                 # Keep the nominal rate, but do not burst to catch up after a stall.
                 next_tick = max(next_tick + period, loop.time())
                 await asyncio.sleep(next_tick - loop.time())
-        except Exception as exc:  # a bug: surface it from aclose(), do not hang waiters
-            self._error = exc
-            log.exception("modbus simulator failed")
-            self.finished.set()
+        self.finished.set()  # only after a crash: the loop above plays until cancelled
 
     # -- requests and responses ---------------------------------------------------------
 

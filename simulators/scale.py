@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
+from drivers.scale.codec_toledo import ToledoCodec
 from drivers.scale.protocols import CODECS
-from drivers.scale.toledo import ToledoCodec
-from gateway.readings import Stamp, WeightMeasured
+from drivers.scale.readings import WeightMeasured
+from gateway.readings import Stamp
 
 # F401: the weight range moved to simulators.trucks; callers still import it from here.
 from simulators.lifecycle import PlayingSimulator
@@ -197,16 +198,13 @@ class ScaleSimulator(PlayingSimulator):
         loop = asyncio.get_running_loop()
         period = 1.0 / self.rate_hz
         next_tick = loop.time()
-        try:
+        with self._capture_crash(log, "scale simulator failed"):
             for state in self._timeline:
                 self._state = state
                 self._tick(loop.time())
                 # Keep the nominal rate, but do not burst to catch up after a stall.
                 next_tick = max(next_tick + period, loop.time())
                 await asyncio.sleep(next_tick - loop.time())
-        except Exception as exc:  # a bug: surface it from aclose(), do not hang waiters
-            self._error = exc
-            log.exception("scale simulator failed")
         self.finished.set()
 
     def _tick(self, now: float) -> None:
@@ -251,7 +249,7 @@ class ScaleSimulator(PlayingSimulator):
 
         Toledo: the weighbridge's 20 kg increment, so status A has decimal point code
         001 (dummy zero) and build code x2, and the weight is space padded, as an
-        IND245 or IND231 sends it (see :mod:`drivers.scale.toledo`).
+        IND245 or IND231 sends it (see :mod:`drivers.scale.codec_toledo`).
         """
         reading = WeightMeasured(
             weight=float(state.weight_kg), unit="kg", stable=not state.motion, at=Stamp.now()

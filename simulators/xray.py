@@ -414,7 +414,7 @@ class XraySimulator(PlayingSimulator):
     # -- playing ----------------------------------------------------------------------
 
     async def _play(self) -> None:
-        try:
+        with self._capture_crash(log, "x-ray simulator failed"):
             seq = 0
             while self.scans is None or seq < self.scans:
                 if self.scans is None:
@@ -428,9 +428,6 @@ class XraySimulator(PlayingSimulator):
                     await asyncio.sleep(self.interval_s)
             self._done = True
             self._write_truth()
-        except Exception as exc:  # a bug: surface it from aclose(), do not hang waiters
-            self._error = exc
-            log.exception("x-ray simulator failed")
         self.finished.set()
 
     async def _scan(self, scan: ScanTruth) -> None:

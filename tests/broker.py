@@ -1,8 +1,8 @@
 """A real mosquitto broker for tests, and a 'central office' subscriber.
 
-The broker runs with persistence in a temp dir so it can be stopped and started
-again on the same port (a broker outage) without the central subscriber's queued
-session being lost.
+The broker (:class:`simulators.broker.Mosquitto`, re-exported here) runs with
+persistence in a temp dir so it can be stopped and started again on the same port (a
+broker outage) without the central subscriber's queued session being lost.
 """
 
 from __future__ import annotations
@@ -10,89 +10,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import shutil
-import socket
-import subprocess
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from simulators.broker import Mosquitto, free_port, wait_port
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_port(port: int, timeout_s: float = 10.0) -> None:
-    """Block until something accepts connections on the port."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
-
-
-class Mosquitto:
-    """One mosquitto process that can be stopped and restarted on the same port."""
-
-    def __init__(
-        self, workdir: Path, port: int | None = None, *, stock_inflight: bool = False
-    ) -> None:
-        """``stock_inflight`` keeps mosquitto's default ``max_inflight_messages`` (20),
-        which it announces as its MQTT 5 Receive Maximum and enforces with PUBACK
-        "quota exceeded" (0x97): what a broker installed as it ships does."""
-        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        if not Path(binary).exists():
-            raise RuntimeError("mosquitto is not installed: apt-get install mosquitto")
-        self.binary = binary
-        self.port = port or free_port()
-        self.workdir = workdir
-        self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "persistence true\n"
-            f"persistence_location {workdir}/\n"
-            "max_queued_messages 100000\n"
-            + ("" if stock_inflight else "max_inflight_messages 0\n")
-            + "log_dest none\n"
-            + ("user root\n" if os.geteuid() == 0 else "")
-            # Started as root, mosquitto drops to user 'mosquitto', which cannot write its
-            # persistence file into pytest's private tmp dir: the sessions the outage
-            # tests rely on would silently not survive the restart.
-        )
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        """Start and wait until it accepts connections."""
-        self.proc = subprocess.Popen(
-            [self.binary, "-c", str(self.conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_port(self.port)
-
-    def stop(self) -> None:
-        """Stop cleanly (SIGTERM: it saves its persistence file)."""
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-            self.proc = None
+__all__ = ["Central", "Message", "Mosquitto", "free_port", "mqtt_request", "wait_port"]
 
 
 @dataclass
@@ -123,10 +53,10 @@ class Central:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed: asyncio.Event | None = None
         self._subscribed = threading.Event()
-        props = mqtt.Properties(mqtt.PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 3600
         self._client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5
+            CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5
         )
         self._connect_props = props
         self._client.on_connect = self._on_connect
@@ -140,7 +70,7 @@ class Central:
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         ctype = getattr(msg.properties, "ContentType", None) if msg.properties else None
         with self._lock:
-            self.messages.append(Message(msg.topic, msg.payload, bool(msg.retain), ctype))
+            self.messages.append(Message(msg.topic, bytes(msg.payload), bool(msg.retain), ctype))
         loop, changed = self._loop, self._changed
         if loop is not None and changed is not None:
             with contextlib.suppress(RuntimeError):
@@ -204,12 +134,15 @@ async def mqtt_request(port: int, topic: str, request: dict[str, Any]) -> list[m
 
     def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         parts.append(msg)
-        if dict(msg.properties.UserProperty).get("last") == "true":
+        if dict(getattr(msg.properties, "UserProperty", [])).get("last") == "true":
             loop.call_soon_threadsafe(done.set)
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    def on_subscribe(*_: Any) -> None:
+        loop.call_soon_threadsafe(subscribed.set)
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     client.on_message = on_message
-    client.on_subscribe = lambda *_: loop.call_soon_threadsafe(subscribed.set)
+    client.on_subscribe = on_subscribe
     client.connect("127.0.0.1", port)
     client.loop_start()
     try:

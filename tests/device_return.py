@@ -1,6 +1,6 @@
 """A scale that goes away and comes back, timed at central.
 
-Shared by ``tests/test_device_return.py`` and ``bench/device_return.py``: the daemon
+Shared by ``tests/core/test_device_return.py`` and ``bench/device_return.py``: the daemon
 runs as a process, a Toledo scale simulator on a pty is stopped (its pty and link
 vanish, as when a USB adapter is pulled) and started again after each absence, and
 what is timed is how long after its link exists again the next

@@ -12,10 +12,10 @@ Point = tuple[float, float]
 """A polygon vertex in normalised image coordinates: (0, 0) top left, (1, 1) bottom right."""
 
 
-class MotionSettings(BaseModel):
+class MotionSection(BaseModel):
     """The motion detector's parameters; the detector needs nothing else from the config.
 
-    Kept as their own model (mixed into :class:`CameraConfig`) so the pure detector and
+    Kept as their own model (mixed into :class:`CameraSection`) so the pure detector and
     its tests can be built without a device id or a stream URL.
     """
 
@@ -115,7 +115,7 @@ class OcrRegion(BaseModel):
         return box
 
 
-class CameraConfig(DeviceSection, MotionSettings):
+class CameraSection(DeviceSection, MotionSection):
     """``[[devices]]`` keys for ``driver = "camera.opencv"``."""
 
     driver: Literal["camera.opencv"]

@@ -2,25 +2,28 @@
 
 The heavy work (decoding, motion analysis, JPEG encoding) runs in the camera's threads
 (:class:`~drivers.camera.worker.CameraWorker`); the event loop only receives finished
-readings. A camera that stops sending frames for ``stall_timeout_s`` raises
-:class:`DeviceStalledError` so the supervisor restarts it with backoff.
+readings, through a bounded hand-off (:class:`~drivers.camera.worker.Handoff`: the
+latest still and stats, and motion steps and OCR crops never silently lost). A camera
+that stops sending frames for ``stall_timeout_s`` raises :class:`DeviceStalledError` so
+the supervisor restarts it with backoff.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
 
 import structlog
 
-from drivers.base import Driver, ProbeResult
-from drivers.camera.config import CameraConfig
+from drivers.camera.config import CameraSection
 from drivers.camera.diagnose import diagnose, redact
 from drivers.camera.tools import check_camera
-from drivers.camera.worker import CameraWorker, Item
+from drivers.camera.worker import CameraWorker
 from gateway.config import DeviceSection
+from gateway.driver import Driver, ProbeResult
 from gateway.errors import DeviceInitError, DeviceIOError, DeviceStalledError, FrameError
 from gateway.readings import Reading
 
@@ -42,25 +45,25 @@ def _threadsafe(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any]) -> Call
 class CameraDriver(Driver):
     """Motion events with snapshots, idle-wall stills and health from one camera."""
 
-    config_model = CameraConfig
+    config_model = CameraSection
 
     def __init__(self, config: DeviceSection) -> None:
-        assert isinstance(config, CameraConfig)
+        assert isinstance(config, CameraSection)
         super().__init__(config)
         self.camera = config
         self._worker: CameraWorker | None = None
-        self._queue: asyncio.Queue[Item] = asyncio.Queue()
+        self._wake = asyncio.Event()  # the worker handed something over
         self._opened_at = 0.0
         self._failure: DeviceIOError | DeviceStalledError | None = None
 
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
-        self._queue = asyncio.Queue()
+        self._wake = asyncio.Event()
         self._failure = None
         ready = asyncio.Event()
         worker = CameraWorker(
             self.camera,
-            deliver=_threadsafe(loop, self._queue.put_nowait),
+            wake=_threadsafe(loop, self._wake.set),
             ready=_threadsafe(loop, ready.set),
         )
         self._worker = worker
@@ -112,8 +115,10 @@ class CameraDriver(Driver):
                 raise DeviceIOError(f"{self.config.id}: camera is closed")
             if self._failure is not None:
                 raise self._failure
-            if not self._queue.empty():
-                return self._drain([])
+            self._wake.clear()  # before taking: a hand-over from now on wakes the wait
+            taken = self._drain(worker)
+            if taken:
+                return taken
             timeout: float | None = None
             if stall:
                 last = worker.analysed.last_mono or self._opened_at
@@ -132,23 +137,15 @@ class CameraDriver(Driver):
                         return ended
                     raise stalled
                 timeout = stall - silent
-            try:
+            with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
-                    item = await self._queue.get()
-            except TimeoutError:
-                continue
-            return self._drain([item])
+                    await self._wake.wait()
 
-    def _drain(self, items: list[Item]) -> list[Reading | FrameError]:
-        """Everything delivered so far, in order; a worker failure is raised after it."""
-        while not self._queue.empty():
-            items.append(self._queue.get_nowait())
-        out: list[Reading | FrameError] = []
-        for item in items:
-            if isinstance(item, DeviceIOError):
-                self._failure = item
-                break
-            out.extend(item)
+    def _drain(self, worker: CameraWorker) -> list[Reading | FrameError]:
+        """Everything handed over so far, in order; a worker failure is raised after it."""
+        out, failure = worker.handoff.take()
+        if failure is not None:
+            self._failure = failure
         self._update_counters()
         if not out and self._failure is not None:
             raise self._failure

@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 from cv2.typing import MatLike
 
-from drivers.camera.config import MotionSettings
+from drivers.camera.config import MotionSection
 
 Image = npt.NDArray[np.uint8]
 Box = tuple[float, float, float, float]
@@ -121,7 +121,7 @@ class MotionDetector(Generic[T]):
     itself, or a handle on the matching frame of the snapshot stream).
     """
 
-    def __init__(self, settings: MotionSettings) -> None:
+    def __init__(self, settings: MotionSection) -> None:
         self.settings = settings
         self._clahe = (
             cv2.createCLAHE(clipLimit=2.0, tileGridSize=(4, 4))

@@ -3,21 +3,41 @@
 Motion analysis and JPEG encoding cost milliseconds per frame; on the event loop they
 would delay every other device. So each camera has one analysis thread that takes the
 latest frame of the analysed stream at ``analyse_fps``, runs the detector, encodes the
-pictures that are due and hands finished readings to the loop through a callback
-(the driver passes one using ``call_soon_threadsafe``).
+pictures that are due and hands finished readings to the loop through a
+:class:`Handoff`.
+
+Every hand-off between a thread and the loop is bounded:
+
+- capture thread to analysis thread: a slot of one frame, the latest
+  (:mod:`drivers.camera.capture`; overwritten frames are ``frames_dropped``);
+- analysis thread to loop (:class:`Handoff`): stills and camera stats keep only the
+  latest (one slot each: the next replaces it). Motion ``start``/``end`` steps, OCR crop
+  bursts and the error that stopped the thread must never be lost silently; they wait
+  in order in a queue of at most ``HANDOFF_BOUND`` items, together with what may go
+  (motion ``update`` steps, frame errors). When the queue is full the oldest of those
+  that may go is dropped first; when it holds only what must be kept, an update or a
+  frame error is dropped, and a start, end or crop burst makes the analysis thread wait
+  for the loop to take (it skips frames meanwhile, counted as ``frames_dropped``).
+  Every item dropped or replaced is counted in ``handoff_dropped`` and every wait in
+  ``handoff_waits``, both in the device state's counters;
+- loop to analysis thread: an OCR request is one pending trigger (a passage being
+  read answers the requests that come meanwhile).
+
+The loop is woken with ``call_soon_threadsafe`` at most once per take, so the loop's own
+queue of callbacks cannot grow either.
 """
 
 from __future__ import annotations
 
-import queue
+import collections
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from drivers.camera.capture import Frame, RateMeter, StreamCapture
-from drivers.camera.config import CameraConfig
+from drivers.camera.config import CameraSection
 from drivers.camera.motion import MotionChange, MotionDetector
 from drivers.camera.readings import (
     Box,
@@ -32,11 +52,10 @@ from drivers.camera.snapshot import encode_snapshot
 from gateway.errors import DeviceIOError, FrameError
 from gateway.readings import Reading, Stamp
 
-Item = list[Reading | FrameError] | DeviceIOError
-"""What the worker delivers: a batch of readings, or the error that stopped it."""
-
 TAKE_WAIT_S = 0.5
-"""Longest wait for a frame before checking for stop again."""
+"""Longest wait for a frame (or for room in the hand-off) before checking for stop again."""
+HANDOFF_BOUND = 32
+"""Most readings waiting for the loop, besides the latest still and stats (see the module)."""
 CROP_QUALITY = 90
 """JPEG quality of OCR crops published as evidence (small pictures, text must stay sharp)."""
 
@@ -51,6 +70,105 @@ class _Burst:
     next_due: float = 0.0
 
 
+def _may_go(item: Reading | FrameError) -> bool:
+    """Whether ``item`` may be dropped when the hand-off is full (see the module)."""
+    return isinstance(item, FrameError) or (
+        isinstance(item, MotionObserved) and item.phase == "update"
+    )
+
+
+class Handoff:
+    """The bounded, thread-safe hand-off from the analysis thread to the loop.
+
+    The analysis thread calls :meth:`put` and :meth:`fail`; the loop calls :meth:`take`
+    after ``wake`` (which must schedule the loop's side, e.g. ``call_soon_threadsafe``).
+    The policy is the module's.
+    """
+
+    def __init__(self, wake: Callable[[], None], bound: int = HANDOFF_BOUND) -> None:
+        self.bound = bound
+        self.dropped = 0
+        """Items dropped (a full queue) or replaced by a newer still or stats."""
+        self.waits = 0
+        """Times the analysis thread waited for room for an item that must be kept."""
+        self._wake = wake
+        self._cond = threading.Condition()
+        self._queue: collections.deque[tuple[bool, Reading | FrameError]] = collections.deque()
+        self._latest: dict[type[Reading], Reading] = {}
+        self._failure: DeviceIOError | None = None
+        self._woken = False
+        self._closed = False
+
+    def __len__(self) -> int:
+        """Items in the queue (the latest still and stats not counted)."""
+        with self._cond:
+            return len(self._queue)
+
+    def put(self, items: Iterable[Reading | FrameError]) -> None:
+        """Hand readings to the loop (analysis thread; may wait, see the module)."""
+        with self._cond:
+            for item in items:
+                if isinstance(item, StillCaptured | CameraStats):
+                    if type(item) in self._latest:  # the older one was never taken
+                        self.dropped += 1
+                    self._latest[type(item)] = item
+                elif self._room(may_go := _may_go(item)):
+                    self._queue.append((may_go, item))
+                else:
+                    continue  # dropped (counted) or nobody takes any more
+                self._signal()
+
+    def fail(self, error: DeviceIOError) -> None:
+        """The analysis thread stopped: the loop gets ``error`` after the readings."""
+        with self._cond:
+            self._failure = error
+            self._signal()
+
+    def close(self) -> None:
+        """Nobody will take any more: a waiting :meth:`put` gives up."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def take(self) -> tuple[list[Reading | FrameError], DeviceIOError | None]:
+        """Everything handed over so far, in order, and the failure if there was one (loop)."""
+        with self._cond:
+            out = [item for _, item in self._queue]
+            out.extend(self._latest.values())
+            self._queue.clear()
+            self._latest.clear()
+            failure, self._failure = self._failure, None
+            self._woken = False
+            self._cond.notify_all()
+        return out, failure
+
+    def _signal(self) -> None:
+        """Wake the loop unless it has been woken since it last took (under the lock)."""
+        if not self._woken:
+            self._woken = True
+            self._wake()
+
+    def _room(self, may_go: bool) -> bool:
+        """Make room for one more item (under the lock); False: it is not to be queued."""
+        waited = False
+        while len(self._queue) >= self.bound:
+            oldest = next((i for i, (old, _) in enumerate(self._queue) if old), None)
+            if oldest is not None:
+                del self._queue[oldest]
+                self.dropped += 1
+            elif may_go:  # only what must be kept is waiting: this one goes
+                self.dropped += 1
+                return False
+            elif self._closed:
+                return False
+            else:
+                if not waited:
+                    self.waits += 1
+                    waited = True
+                self._cond.wait(TAKE_WAIT_S)
+        return True
+
+
 def _overlaps(a: Box, b: Box) -> bool:
     ax, ay, aw, ah = a
     bx, by, bw, bh = b
@@ -62,12 +180,14 @@ class CameraWorker:
 
     def __init__(
         self,
-        config: CameraConfig,
-        deliver: Callable[[Item], None],
+        config: CameraSection,
+        wake: Callable[[], None],
         ready: Callable[[], None],
+        bound: int = HANDOFF_BOUND,
     ) -> None:
         self.config = config
-        self._deliver = deliver
+        self.handoff = Handoff(wake, bound)
+        """Readings for the loop: take them when ``wake`` was called."""
         self._ready = ready
         timeouts = {
             "open_timeout_s": config.open_timeout_s,
@@ -84,7 +204,8 @@ class CameraWorker:
         self.rate_analysed = RateMeter()
         self._events: dict[int, tuple[str, Stamp]] = {}
         self._event_boxes: dict[int, tuple[Box, ...]] = {}
-        self._ocr_requests: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._ocr_request: str | None = None  # the pending trigger (see the module)
+        self._ocr_lock = threading.Lock()
         self._detector_lock = threading.Lock()  # analysis thread vs finish_events()
         self._burst: _Burst | None = None
         self._next_still = 0.0
@@ -105,6 +226,7 @@ class CameraWorker:
     def stop(self) -> None:
         """Ask every thread to finish; does not wait (see :meth:`join`)."""
         self._stop.set()
+        self.handoff.close()
         for capture in self._captures():
             capture.stop()
 
@@ -137,7 +259,9 @@ class CameraWorker:
 
     def request_ocr(self, trigger: str) -> None:
         """Read the OCR regions soon (any thread): a scale, a command from the centre."""
-        self._ocr_requests.put(trigger)
+        with self._ocr_lock:
+            if self._ocr_request is None:  # the first asked starts the passage
+                self._ocr_request = trigger
 
     def counters(self) -> dict[str, int]:
         """Integer counters for ``DriverCounters.extra`` (rates rounded to whole fps)."""
@@ -149,6 +273,8 @@ class CameraWorker:
             "reconnects": self.analysed.reconnects,
             "fps_in": round(self.analysed.rate_in.rate(now)),
             "fps_analysed": round(self.rate_analysed.rate(now)),
+            "handoff_dropped": self.handoff.dropped,
+            "handoff_waits": self.handoff.waits,
         }
 
     def stats(self, at: Stamp) -> CameraStats:
@@ -173,13 +299,15 @@ class CameraWorker:
 
     # -- analysis thread ---------------------------------------------------------------
 
-    def _send(self, item: Item | None) -> None:
-        """Deliver ``item`` (``None``: announce the first frame) to the driver's loop."""
+    def _send(self, item: list[Reading | FrameError] | DeviceIOError | None) -> None:
+        """Hand ``item`` (``None``: announce the first frame) to the driver's loop."""
         try:
             if item is None:
                 self._ready()
+            elif isinstance(item, DeviceIOError):
+                self.handoff.fail(item)
             else:
-                self._deliver(item)
+                self.handoff.put(item)
         except RuntimeError:  # the event loop closed under us: nobody is listening any more
             self._stop.set()
 
@@ -257,15 +385,15 @@ class CameraWorker:
         boxes = self._event_boxes.pop(change.event, ())
         regions = [r.box for r in self.config.ocr_regions]
         if self.config.ocr_on_motion and any(_overlaps(b, r) for b in boxes for r in regions):
-            self._ocr_requests.put("motion")
+            self.request_ocr("motion")
 
     def _ocr(self, frame: Frame, picture: Frame) -> list[Reading | FrameError]:
         """Start a burst when asked, and take its next crops when they are due."""
         now = frame.at.mono
-        while not self._ocr_requests.empty():
-            trigger = self._ocr_requests.get_nowait()
-            if self._burst is None:  # a passage already being read answers this one too
-                self._burst = _Burst(str(uuid.uuid4()), trigger, next_due=now)
+        with self._ocr_lock:
+            trigger, self._ocr_request = self._ocr_request, None
+        if trigger is not None and self._burst is None:  # one being read answers it too
+            self._burst = _Burst(str(uuid.uuid4()), trigger, next_due=now)
         burst = self._burst
         if burst is None or now < burst.next_due or self._main_pending(picture, frame):
             return []

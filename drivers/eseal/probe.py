@@ -4,7 +4,7 @@ value and which CRC coverage (layout)?
 Read-only: the probe sends Get Results and Verify but never acknowledges an alert, so
 the reader keeps repeating it until the daemon stores and acknowledges it. The manual
 gives no CRC start value, and its two descriptions of the CRC's coverage differ for
-reader frames (R# included or not, see :mod:`drivers.eseal.reader_codec`): the probe
+reader frames (R# included or not, see :mod:`drivers.eseal.codec_reader`): the probe
 tries the common start values, decodes what it hears with each layout, and names the
 pair whose frames check out.
 """
@@ -14,14 +14,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from drivers.eseal.reader_codec import (
-    LAYOUTS,
-    Layout,
-    NoSealInRange,
-    SealAlert,
-    SealRead,
-    SealReaderCodec,
-)
+from drivers.eseal.codec_reader import LAYOUTS, Layout, SealReaderCodec
+from drivers.eseal.readings import NoSealInRange, SealAlert, SealRead
 from drivers.serial_link import SerialLink
 from gateway.errors import DeviceError, DeviceTimeoutError, FrameError
 from gateway.readings import Stamp

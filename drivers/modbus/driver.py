@@ -1,9 +1,9 @@
-"""Modbus drivers: a generic register-map poller and a weighbridge indicator.
+"""Modbus driver: a generic register-map poller, and the base of Modbus devices.
 
 ``driver = "modbus"`` polls the configured points, each at its own rate, and yields
-one :class:`PointsRead` per round. ``driver = "scale.modbus"`` reads a weight and a
-status register ~10 times a second and yields :class:`WeightMeasured`, so the same
-weighing rules apply as for serial scales.
+one :class:`PointsRead` per round. :class:`ModbusDevice` (the line, the transaction,
+the counters) is shared with the scale family's ``scale.modbus`` driver
+(:mod:`drivers.scale.driver_modbus`).
 
 A slave that stops answering raises :class:`DeviceTimeoutError` after
 ``max_timeouts`` consecutive silent requests, so the supervisor backs it off and it
@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from drivers.base import Driver
+from drivers.modbus.codec import Point, decode, named_bits
 from drivers.modbus.line import (
     LineSettings,
     ModbusExceptionResponse,
@@ -27,19 +27,18 @@ from drivers.modbus.line import (
     parse_target,
     release,
 )
-from drivers.modbus.presets import PRESETS, ScaleMap
-from drivers.modbus.registers import Point, decode, named_bits
-from drivers.presence import PathPresence, Presence, TcpPresence
+from drivers.modbus.processor import PointsSection
+from drivers.modbus.readings import PointsRead
 from gateway.config import DeviceSection
+from gateway.driver import Driver
 from gateway.errors import DeviceInitError, DeviceTimeoutError, FrameError
-from gateway.points import PointsKeys
-from gateway.readings import PointsRead, Reading, Stamp, WeightMeasured
-from gateway.weighing import WeighingKeys
+from gateway.presence import PathPresence, Presence, TcpPresence
+from gateway.readings import Reading, Stamp
 
 NO_ANSWER = "no answer"
 
 
-class LineKeys(DeviceSection):
+class LineSection(DeviceSection):
     """Keys that say how to reach a Modbus slave."""
 
     target: str = Field(description="tcp://HOST:PORT, or a serial port for RTU")
@@ -61,60 +60,36 @@ class LineKeys(DeviceSection):
         )
 
 
-class ModbusConfig(LineKeys, PointsKeys):
+class ModbusSection(LineSection, PointsSection):
     """``driver = "modbus"``: a register map."""
 
     driver: Literal["modbus"]
     points: tuple[Point, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _unique_names(self) -> ModbusConfig:
+    def _unique_names(self) -> ModbusSection:
         names = [p.name for p in self.points]
         if len(names) != len(set(names)):
             raise ValueError("points: every point needs its own name")
         return self
 
 
-class ScaleModbusConfig(LineKeys, WeighingKeys):
-    """``driver = "scale.modbus"``: a weighbridge indicator with a register map."""
-
-    driver: Literal["scale.modbus"]
-    preset: Literal["generic-int32", "indicator-float32"] | None = None
-    weight: Point | None = None
-    status: Point | None = None
-    unit_name: str = Field(default="kg", description="display unit of the weight register")
-    poll_interval_s: float = Field(default=0.1, gt=0)
-
-    @model_validator(mode="after")
-    def _map(self) -> ScaleModbusConfig:
-        if (self.preset is None) == (self.weight is None):
-            raise ValueError("give either preset or a weight point (and optional status)")
-        return self
-
-    def scale_map(self) -> ScaleMap:
-        """The register map in use."""
-        if self.preset is not None:
-            return PRESETS[self.preset]
-        assert self.weight is not None
-        return ScaleMap(weight=self.weight, status=self.status, unit=self.unit_name)
-
-
-class _ModbusDevice(Driver):
+class ModbusDevice(Driver):
     """Shared part: the line, the transaction, the counters."""
 
-    line_keys: LineKeys
+    line_section: LineSection
 
     def __init__(self, config: DeviceSection) -> None:
-        assert isinstance(config, LineKeys)
+        assert isinstance(config, LineSection)
         super().__init__(config)
-        self.line_keys = config
+        self.line_section = config
         self.line: ModbusLine | None = None
         self._silent = 0
 
     @classmethod
     def presence(cls, config: DeviceSection) -> Presence | None:
         """A ``tcp://`` target accepting connections, or the RTU line's serial port path."""
-        assert isinstance(config, LineKeys)
+        assert isinstance(config, LineSection)
         try:
             tcp = parse_target(config.target)
         except DeviceInitError:
@@ -122,7 +97,7 @@ class _ModbusDevice(Driver):
         return PathPresence(config.target) if tcp is None else TcpPresence(*tcp)
 
     async def _open(self) -> None:
-        self.line = acquire(self.line_keys.line_settings())
+        self.line = acquire(self.line_section.line_settings())
         try:
             await self.line.connect()
         except BaseException:
@@ -140,12 +115,12 @@ class _ModbusDevice(Driver):
         assert self.line is not None
         try:
             words = await self.line.read(
-                point.function, point.address, point.count, self.line_keys.unit
+                point.function, point.address, point.count, self.line_section.unit
             )
         except DeviceTimeoutError:
             self._silent += 1
             self._sync_counters()
-            if self._silent >= self.line_keys.max_timeouts:
+            if self._silent >= self.line_section.max_timeouts:
                 raise
             return []
         self._silent = 0
@@ -154,20 +129,20 @@ class _ModbusDevice(Driver):
 
     def _sync_counters(self) -> None:
         if self.line is not None:
-            per = self.line.counters.by_unit.get(self.line_keys.unit, {})
+            per = self.line.counters.by_unit.get(self.line_section.unit, {})
             self.counters.extra.update(
                 {k: per.get(k, 0) for k in ("requests", "timeouts", "crc_errors", "exceptions")}
             )
 
 
-class ModbusDriver(_ModbusDevice):
+class ModbusDriver(ModbusDevice):
     """Polls a register map, each point at its own interval."""
 
-    config_model = ModbusConfig
+    config_model = ModbusSection
 
     def __init__(self, config: DeviceSection) -> None:
         super().__init__(config)
-        assert isinstance(config, ModbusConfig)
+        assert isinstance(config, ModbusSection)
         self.points = config.points
         self._due: dict[str, float] = {}
 
@@ -210,56 +185,3 @@ class ModbusDriver(_ModbusDevice):
         if values and all(e == NO_ANSWER for e in errors.values()) and len(errors) == len(values):
             return []  # silence is not a reading: the device must not count as up
         return [PointsRead(values=values, bits=bits, errors=errors, at=Stamp.now())]
-
-
-class ModbusScaleDriver(_ModbusDevice):
-    """A weighbridge indicator read over Modbus: weight + status each round."""
-
-    config_model = ScaleModbusConfig
-
-    def __init__(self, config: DeviceSection) -> None:
-        super().__init__(config)
-        assert isinstance(config, ScaleModbusConfig)
-        self.map = config.scale_map()
-        self.poll_interval_s = config.poll_interval_s
-        self._next = 0.0
-
-    async def _read(self) -> list[Reading | FrameError]:
-        loop = asyncio.get_running_loop()
-        delay = self._next - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        self._next = loop.time() + self.poll_interval_s
-        try:
-            words = await self._transact(self.map.weight)
-            status = await self._transact(self.map.status) if self.map.status else []
-        except ModbusExceptionResponse as exc:
-            self._sync_counters()
-            return [FrameError(str(exc))]
-        self._sync_counters()
-        if not words or (self.map.status is not None and not status):
-            return []
-        try:
-            weight = decode(self.map.weight, words)
-        except FrameError as exc:
-            return [exc]
-        return [self._reading(weight, status)]
-
-    def _reading(self, weight: float | int, status: list[int]) -> WeightMeasured:
-        flags = named_bits(self.map.status, status[0]) if self.map.status and status else {}
-        if "stable" in flags:
-            stable: bool | None = flags["stable"]
-        elif "unstable" in flags:
-            stable = not flags["unstable"]
-        else:
-            stable = None
-        out_of_range = any(flags.get(k, False) for k in ("overload", "underload", "overflow"))
-        if flags.get("negative") and weight > 0:
-            weight = -weight
-        return WeightMeasured(
-            weight=float(weight),
-            unit=self.map.unit,
-            stable=stable,
-            in_range=not out_of_range,
-            at=Stamp.now(),
-        )

@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
-from drivers.modbus.registers import Function
+from drivers.modbus.codec import Function
 from gateway.errors import DeviceError, DeviceInitError, DeviceIOError, DeviceTimeoutError
 
 EXCEPTION_NAMES = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from drivers.modbus.registers import Point
+from drivers.modbus.codec import Point
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from drivers.modbus.codec import WORDS, DataType, Function, Order, Point, decode
 from drivers.modbus.line import LineSettings, ModbusExceptionResponse, ModbusLine
-from drivers.modbus.registers import WORDS, DataType, Function, Order, Point, decode
 from gateway.errors import DeviceError, DeviceTimeoutError
 
 

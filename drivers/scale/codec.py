@@ -10,9 +10,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
+from drivers.scale.readings import WeightMeasured
 from drivers.stream import ByteStream
 from gateway.errors import FrameError
-from gateway.readings import Stamp, WeightMeasured
+from gateway.readings import Stamp
 
 Decoded = WeightMeasured | FrameError
 """What a codec yields per frame: a reading, or the error that made it skip a frame."""

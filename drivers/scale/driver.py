@@ -7,20 +7,20 @@ from typing import Literal
 
 from pydantic import Field
 
-from drivers.base import Driver
-from drivers.presence import Presence, port_presence
 from drivers.scale.codec import ScaleCodec
+from drivers.scale.processor import WeighingSection
 from drivers.scale.protocols import CODECS
 from drivers.serial_link import SerialLink
 from gateway.config import DeviceSection
+from gateway.driver import Driver
 from gateway.errors import DeviceTimeoutError, FrameError
+from gateway.presence import Presence, port_presence
 from gateway.readings import Reading, Stamp
-from gateway.weighing import WeighingKeys
 
 ScaleDriverName = Literal["scale.toledo", "scale.sma", "scale.xk3190", "scale.mtsics"]
 
 
-class ScaleConfig(WeighingKeys):
+class ScaleSection(WeighingSection):
     """``[[devices]]`` keys for a serial scale (weighing keys are used by the processor)."""
 
     driver: ScaleDriverName
@@ -32,7 +32,7 @@ class ScaleConfig(WeighingKeys):
     poll_interval_s: float = Field(default=0.1, gt=0, description="command/response protocols")
 
 
-def make_codec(config: ScaleConfig) -> ScaleCodec:
+def make_codec(config: ScaleSection) -> ScaleCodec:
     """The codec for the configured protocol."""
     protocol = config.driver.removeprefix("scale.")
     cls = CODECS[protocol]
@@ -44,10 +44,10 @@ def make_codec(config: ScaleConfig) -> ScaleCodec:
 class SerialScaleDriver(Driver):
     """Reads a continuous-output or polled indicator on a serial port."""
 
-    config_model = ScaleConfig
+    config_model = ScaleSection
 
     def __init__(self, config: DeviceSection) -> None:
-        assert isinstance(config, ScaleConfig)
+        assert isinstance(config, ScaleSection)
         super().__init__(config)
         self.scale_config = config
         self.codec = make_codec(config)
@@ -58,7 +58,7 @@ class SerialScaleDriver(Driver):
     @classmethod
     def presence(cls, config: DeviceSection) -> Presence | None:
         """The port path, or the TCP connection of a ``socket://`` / ``rfc2217://`` URL."""
-        assert isinstance(config, ScaleConfig)
+        assert isinstance(config, ScaleSection)
         return port_presence(config.port)
 
     async def _open(self) -> None:

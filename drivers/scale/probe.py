@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 
 from drivers.scale.codec import ScaleCodec
 from drivers.scale.protocols import CODECS
+from drivers.scale.readings import WeightMeasured
 from drivers.serial_link import SerialLink
 from gateway.errors import DeviceError, DeviceTimeoutError, FrameError
-from gateway.readings import Stamp, WeightMeasured
+from gateway.readings import Stamp
 
 BAUDRATES = (9600, 4800, 19200, 2400, 38400, 115200, 1200)
 FRAMINGS = ("8N1", "7E1")

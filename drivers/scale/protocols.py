@@ -7,10 +7,10 @@ probe tries every entry and the simulator encodes with the same classes.
 from __future__ import annotations
 
 from drivers.scale.codec import ScaleCodec
-from drivers.scale.mtsics import MtSicsCodec
-from drivers.scale.sma import SmaCodec
-from drivers.scale.toledo import ToledoCodec
-from drivers.scale.xk3190 import Xk3190Codec
+from drivers.scale.codec_mtsics import MtSicsCodec
+from drivers.scale.codec_sma import SmaCodec
+from drivers.scale.codec_toledo import ToledoCodec
+from drivers.scale.codec_xk3190 import Xk3190Codec
 
 CODECS: dict[str, type[ScaleCodec]] = {
     codec.name: codec for codec in (ToledoCodec, SmaCodec, Xk3190Codec, MtSicsCodec)

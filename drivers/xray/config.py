@@ -13,7 +13,7 @@ DEFAULT_STATE_DIR = Path("/var/lib/edge-gateway")
 """The unit's ``StateDirectory=``; the drop folder may be read-only, this is ours."""
 
 
-class XrayFolderConfig(DeviceSection):
+class XrayFolderSection(DeviceSection):
     """A scanner's drop folder, watched for image + sidecar pairs."""
 
     driver: Literal["xray.folder"]
@@ -49,7 +49,7 @@ class XrayFolderConfig(DeviceSection):
     )
 
     @model_validator(mode="after")
-    def _archive_elsewhere(self) -> XrayFolderConfig:
+    def _archive_elsewhere(self) -> XrayFolderSection:
         if self.archive_dir is not None and self.archive_dir.resolve() == self.path.resolve():
             raise ValueError("archive_dir must not be the drop folder itself")
         return self

@@ -23,17 +23,17 @@ from pathlib import Path
 import cv2  # noqa: F401 - imagefile decodes with it: missing = "driver unavailable" at lookup
 import structlog
 
-from drivers.base import Driver, ProbeResult
 from drivers.xray.check import check_folder, render
-from drivers.xray.config import XrayFolderConfig
+from drivers.xray.config import XrayFolderSection
 from drivers.xray.folder import Due, Group, Tracker, list_folder
 from drivers.xray.imagefile import FileBytes, FileChangedError, make_preview, read_hashed
 from drivers.xray.manifest import FileId, Manifest, ManifestEntry, fingerprint
-from drivers.xray.scan import ScanCompleted, ScanFailed
+from drivers.xray.readings import ScanCompleted, ScanFailed
 from drivers.xray.sidecar import Sidecar, parse_sidecar
 from drivers.xray.structure import Shape, walk
 from drivers.xray.watch import FolderWatch
 from gateway.config import DeviceSection
+from gateway.driver import Driver, ProbeResult
 from gateway.errors import DeviceError, DeviceInitError, DeviceIOError, FrameError
 from gateway.iso6346 import is_valid as check_digit_ok
 from gateway.readings import Reading, Stamp
@@ -63,10 +63,10 @@ class _Stalled:
 class XrayFolderDriver(Driver):
     """Scans dropped into a folder by an X-ray scanner (``driver = "xray.folder"``)."""
 
-    config_model = XrayFolderConfig
+    config_model = XrayFolderSection
 
     def __init__(self, config: DeviceSection) -> None:
-        assert isinstance(config, XrayFolderConfig)
+        assert isinstance(config, XrayFolderSection)
         super().__init__(config)
         self.xray = config
         self.watch = FolderWatch(config.path, config.watch, config.poll_s)

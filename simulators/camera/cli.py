@@ -19,11 +19,8 @@ from pathlib import Path
 
 from gateway.errors import DeviceInitError
 from simulators.camera import FAULTS, SERVE_MODES
-
-
-def _faults(text: str) -> list[str]:
-    """``--faults``' comma list; the simulator rejects unknown names (exit status 2)."""
-    return [f.strip() for f in text.split(",") if f.strip()]
+from simulators.cli_args import fault_list
+from simulators.lifecycle import stop_on_signals, until_done_or_stopped
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--truck-every", type=float, default=120.0, metavar="S")
     parser.add_argument("--dwell", type=float, default=20.0, metavar="S")
     parser.add_argument(
-        "--faults", type=_faults, default=[], help=f"comma list of {','.join(FAULTS)}"
+        "--faults",
+        type=fault_list(FAULTS),
+        default=frozenset(),
+        help=f"comma list of {','.join(FAULTS)}",
     )
     parser.add_argument("--fault-first", type=float, default=10.0, metavar="S")
     parser.add_argument("--fault-every", type=float, default=60.0, metavar="S")
@@ -54,7 +54,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     """Play the camera until done (trucks, duration, clip) or SIGINT/SIGTERM."""
-    from simulators.__main__ import _stop_on_signals, _until_done_or_stopped  # noqa: PLC0415
     from simulators.camera.simulator import CameraSimulator  # noqa: PLC0415 - needs OpenCV
 
     if args.serve == "file" and (args.out is None or args.seconds is None):
@@ -79,15 +78,15 @@ async def run(args: argparse.Namespace) -> int:
             out=args.out,
             truth_path=args.truth,
         )
-    except ValueError as exc:  # unknown faults, negative times, windows that do not fit
+    except ValueError as exc:  # negative times, fault windows that do not fit
         print(f"simulator: {exc}", file=sys.stderr)
         return 2
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     try:
         async with sim:
             urls = " ".join(sim.urls.values())
             print(f"camera simulator {args.serve}: {urls} seed {sim.seed}", flush=True)
-            await _until_done_or_stopped(sim.finished, stop)
+            await until_done_or_stopped(sim.finished, stop)
     except DeviceInitError as exc:  # RTSP without its Debian packages
         print(f"simulator: {exc}", file=sys.stderr)
         return 1

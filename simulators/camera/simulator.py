@@ -259,7 +259,7 @@ class CameraSimulator(PlayingSimulator):
     async def _play(self) -> None:
         loop = asyncio.get_running_loop()
         start = loop.time()
-        try:
+        with self._capture_crash(log, "camera simulator failed"):
             while self.end_frame is None or self.frame < self.end_frame:
                 n = self.frame
                 await asyncio.sleep(max(0.0, start + n / self.fps - loop.time()))
@@ -277,9 +277,6 @@ class CameraSimulator(PlayingSimulator):
                 ):
                     self.write_truth()  # playing forever: keep the file current
             self.write_truth()
-        except Exception as exc:  # a bug: surface it from aclose(), do not hang waiters
-            self._error = exc
-            log.exception("camera simulator failed")
         self.finished.set()
 
     async def _fault_transitions(self, frame: int) -> None:
@@ -310,17 +307,15 @@ class CameraSimulator(PlayingSimulator):
             str(self.out), cv2.VideoWriter.fourcc(*"MJPG"), self.fps, MAIN_SIZE
         )
         try:
-            if not writer.isOpened():
-                raise OSError(f"OpenCV cannot write {self.out}")
-            for n in range(self.end_frame):
-                self.frame = n
-                if not self._withheld(n):
-                    await loop.run_in_executor(self._pool, self._write_frame, writer, n)
-                    self.sent["main"] += 1
-            self.frame = self.end_frame
-        except Exception as exc:
-            self._error = exc
-            log.exception("camera simulator failed writing %s", self.out)
+            with self._capture_crash(log, "camera simulator failed writing %s", self.out):
+                if not writer.isOpened():
+                    raise OSError(f"OpenCV cannot write {self.out}")
+                for n in range(self.end_frame):
+                    self.frame = n
+                    if not self._withheld(n):
+                        await loop.run_in_executor(self._pool, self._write_frame, writer, n)
+                        self.sent["main"] += 1
+                self.frame = self.end_frame
         finally:
             writer.release()
         self.write_truth()

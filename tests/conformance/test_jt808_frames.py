@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from drivers.eseal.jt808 import Jt808Codec, Jt808Message, PositionReported, encode, preset_flags
+from drivers.eseal.codec_jt808 import Jt808Codec, encode, preset_flags
+from drivers.eseal.readings import Jt808Message, PositionReported
 from gateway.errors import FrameError
 from gateway.readings import Stamp
 
@@ -32,9 +33,9 @@ def decode(hex_frame: str, codec: Jt808Codec | None = None) -> Any:
     return items[0]
 
 
-def gmt8(*fields: int) -> datetime:
+def gmt8(year: int, month: int, day: int, hour: int, minute: int, second: int) -> datetime:
     """A GMT+8 wall time as the UTC instant the codec returns."""
-    return datetime(*fields, tzinfo=UTC) - timedelta(hours=8)
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC) - timedelta(hours=8)
 
 
 # -- yezhihao/jt808-server -----------------------------------------------------------------

@@ -11,7 +11,7 @@ but no complete hex dump with a CRC. Each frame here is built from the page's fi
 list; what the page leaves open is ADJUSTED and said so in the test: the reader
 address R# (we use 0001), the CRC start value (0xFFFF) and byte order (high byte
 first), and values the page does not give. The CRC is computed by the bitwise
-reference in tests/test_eseal_codecs.py, not by the codec. Deliberate disagreements
+reference in tests/eseal/test_codecs.py, not by the codec. Deliberate disagreements
 with the manual are tests too, named ``..._disagrees_...``, with the reason.
 """
 
@@ -19,10 +19,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from drivers.eseal import reader_codec as hgt
+from drivers.eseal import codec_reader as hgt
+from drivers.eseal import readings as seal
 from gateway.errors import FrameError
 from gateway.readings import Stamp
-from tests.test_eseal_codecs import crc_bitwise
+from tests.eseal.test_codecs import crc_bitwise
 
 AT = Stamp(mono=0.0, utc=datetime(2025, 3, 14, 10, 0, tzinfo=UTC))
 R1 = b"\x00\x01"  # ADJUSTED: R# 0001 (the manual's layouts leave the address open)
@@ -41,8 +42,8 @@ def wire(*fields: bytes, skip_address: bool = False) -> bytes:
     return b"\x02" + count + body + crc_bitwise(covered, 0xFFFF).to_bytes(2, "big") + b"\x03"
 
 
-def decode(frame: bytes, **codec: object) -> list[object]:
-    return hgt.SealReaderCodec(**codec).feed(frame, AT)  # type: ignore[arg-type]
+def decode(frame: bytes, layout: hgt.Layout = "hgt") -> list[hgt.Decoded]:
+    return hgt.SealReaderCodec(layout=layout).feed(frame, AT)
 
 
 def test_p119_6_4_1_host_frame_fields_and_byte_count() -> None:
@@ -51,7 +52,7 @@ def test_p119_6_4_1_host_frame_fields_and_byte_count() -> None:
     frame = wire(R1, b"\x00\x16")
     assert frame[:7] == bytes.fromhex("02 0006 0001 0016") and frame[-1] == 0x03
     assert len(frame) == 1 + 2 + 2 + 2 + 2 + 1
-    assert decode(frame) == [hgt.HostCommand(command=0x0016, reader=1, data=b"", at=AT)]
+    assert decode(frame) == [seal.HostCommand(command=0x0016, reader=1, data=b"", at=AT)]
 
 
 def test_p153_6_5_5_4_2_get_status_response_disagrees_on_r_status_size() -> None:
@@ -64,7 +65,7 @@ def test_p153_6_5_5_4_2_get_status_response_disagrees_on_r_status_size() -> None
     """
     frame = wire(R1, b"\x80\x16", bytes.fromhex("80 F0 00 00"))
     assert decode(frame) == [
-        hgt.ReaderReply(message=0x8016, reader=1, reader_status=0x80F0, data=b"\x00\x00", at=AT)
+        seal.ReaderReply(message=0x8016, reader=1, reader_status=0x80F0, data=b"\x00\x00", at=AT)
     ]
 
 
@@ -72,7 +73,7 @@ def test_p153_6_5_5_5_1_get_burst_message_command() -> None:
     """[P] 6.5.5.5.1 p.153: STX | #B | R# | CMND(001Ch) | Channel (1) | CRC | ETX."""
     frame = wire(R1, b"\x00\x1c", b"\x01")
     assert int.from_bytes(frame[1:3], "big") == 7
-    assert decode(frame) == [hgt.HostCommand(command=0x001C, reader=1, data=b"\x01", at=AT)]
+    assert decode(frame) == [seal.HostCommand(command=0x001C, reader=1, data=b"\x01", at=AT)]
 
 
 def test_p159_6_5_5_11_1_unsynchronized_message_approved_opening() -> None:
@@ -86,7 +87,7 @@ def test_p159_6_5_5_11_1_unsynchronized_message_approved_opening() -> None:
     data = b"\x01\x09" + SEAL_P104 + b"\x7a\xa1"
     frame = wire(R1, b"\x80\x0a", b"\x00\x00", data)
     [alert] = decode(frame)
-    assert isinstance(alert, hgt.SealAlert)
+    assert isinstance(alert, seal.SealAlert)
     assert (alert.seal_id, alert.event, alert.burst, alert.channel) == (
         "48481010102F", "opened", 0x7A, 1)  # fmt: skip
     assert (alert.tampered, alert.opened, alert.approved_open) == (True, True, True)
@@ -100,15 +101,15 @@ def test_p159_6_5_5_11_1_unsynchronized_message_with_org_id() -> None:
     approval: an alarm), command code 77h (old-format alert burst, [U] p.214)."""
     data = b"\x01\x0c" + SEAL_P104 + b"\x77\xa0" + b"\x00\x12\x34"
     [alert] = decode(wire(R1, b"\x80\x0a", b"\x00\x00", data))
-    assert isinstance(alert, hgt.SealAlert)
+    assert isinstance(alert, seal.SealAlert)
     assert (alert.event, alert.burst, alert.alarm) == ("opened", 0x77, True)
 
 
 def test_p159_6_5_5_11_2_message_command_ack() -> None:
     """[P] 6.5.5.11.2 p.159: LSC > Reader STX | #B | R# | CMND(000Ah) | CRC | ETX."""
     frame = wire(R1, b"\x00\x0a")
-    assert decode(frame) == [hgt.AlertAcked(reader=1, at=AT)]
-    alert = hgt.SealAlert(seal_id="48481010102F", event="opened", opened=True, tampered=True,
+    assert decode(frame) == [seal.AlertAcked(reader=1, at=AT)]
+    alert = seal.SealAlert(seal_id="48481010102F", event="opened", opened=True, tampered=True,
                       reader=1, at=AT)  # fmt: skip
     assert hgt.SealReaderCodec().ack_for(alert) == frame
 
@@ -123,9 +124,11 @@ def test_p146_6_5_5_3_3_get_results_for_verify() -> None:
     record = b"\x09" + SEAL_P104 + b"\x10\x00"
     frame = wire(R1, b"\x80\x15", b"\x00\x00", b"\x01\x01" + record)
     assert decode(frame) == [
-        hgt.SealRead(seal_id="48481010102F", opened=False, tampered=False, reader=1, at=AT)
+        seal.SealRead(seal_id="48481010102F", opened=False, tampered=False, reader=1, at=AT)
     ]
-    assert hgt.SealReaderCodec().encode_read(decode(frame)[0]) == frame  # type: ignore[arg-type]
+    read = decode(frame)[0]
+    assert isinstance(read, seal.SealRead)
+    assert hgt.SealReaderCodec().encode_read(read) == frame
 
 
 def test_p104_verify_record_of_25_bytes() -> None:
@@ -140,15 +143,15 @@ def test_p104_verify_record_of_25_bytes() -> None:
     record += bytes(25 - len(record))
     frame = wire(R1, b"\x80\x15", b"\x00\x00", b"\x01\x01" + record)
     [read] = decode(frame)
-    assert isinstance(read, hgt.SealRead)
+    assert isinstance(read, seal.SealRead)
     assert (read.seal_id, read.tampered, read.opened) == ("48481010102F", False, False)
 
 
 def test_p146_no_seal_detected_is_a_zero_byte_count() -> None:
     """[P] p.145, 146, 151: "If no seal detected: Data*1 = Seal record #B=0" (1 byte)."""
     frame = wire(R1, b"\x80\x15", b"\x00\x00", b"\x01\x01\x00")
-    assert decode(frame) == [hgt.NoSealInRange(reader=1, at=AT)]
-    assert hgt.SealReaderCodec().encode_no_seal(hgt.NoSealInRange(reader=1, at=AT)) == frame
+    assert decode(frame) == [seal.NoSealInRange(reader=1, at=AT)]
+    assert hgt.SealReaderCodec().encode_no_seal(seal.NoSealInRange(reader=1, at=AT)) == frame
 
 
 def test_p146_unfinished_rf_session_is_result_not_ready() -> None:
@@ -156,7 +159,7 @@ def test_p146_unfinished_rf_session_is_result_not_ready() -> None:
     error (1) | CRC; [P] 6.5.4 p.134: 05h "Result is not ready". Nothing to record."""
     frame = wire(R1, b"\x80\x15", b"\x00\x00", b"\x05")
     assert decode(frame) == [
-        hgt.ReaderReply(message=0x8015, reader=1, reader_status=0, data=b"\x05", at=AT)
+        seal.ReaderReply(message=0x8015, reader=1, reader_status=0, data=b"\x05", at=AT)
     ]
 
 
@@ -165,14 +168,14 @@ def test_p161_6_5_5_14_2_set_address_response() -> None:
     sizes 1 2 2 2 2 2 1. ADJUSTED: high byte 80h, R_status 0000."""
     frame = wire(R1, b"\x80\x12", b"\x00\x00")
     assert len(frame) == 12
-    assert decode(frame) == [hgt.ReaderReply(message=0x8012, reader=1, reader_status=0, data=b"",
+    assert decode(frame) == [seal.ReaderReply(message=0x8012, reader=1, reader_status=0, data=b"",
                                          at=AT)]  # fmt: skip
 
 
 def test_p162_6_5_5_15_acknowledge_ok() -> None:
     """[P] 6.5.5.15 p.162: LSC > Reader STX | #B | R# | CMND(0092h) | CRC | ETX."""
     assert decode(wire(R1, b"\x00\x92")) == [
-        hgt.HostCommand(command=0x0092, reader=1, data=b"", at=AT)
+        seal.HostCommand(command=0x0092, reader=1, data=b"", at=AT)
     ]
 
 
@@ -182,7 +185,7 @@ def test_p119_get_results_command_is_adjusted() -> None:
     Burst Message does ([P] 6.5.5.5.1 p.153)."""
     frame = wire(R1, b"\x00\x15", b"\x01")
     assert hgt.SealReaderCodec().read_request(1) == frame
-    assert decode(frame) == [hgt.ReadRequested(reader=1, channel=1, at=AT)]
+    assert decode(frame) == [seal.ReadRequested(reader=1, channel=1, at=AT)]
 
 
 def test_p121_6_4_2_crc_fields_disagrees_by_default() -> None:
@@ -195,7 +198,7 @@ def test_p121_6_4_2_crc_fields_disagrees_by_default() -> None:
     reader uses.
     """
     literal = wire(R1, b"\x80\x15", b"\x00\x00", b"\x01\x01\x00", skip_address=True)
-    assert decode(literal, layout="hgt-no-address") == [hgt.NoSealInRange(reader=1, at=AT)]
+    assert decode(literal, layout="hgt-no-address") == [seal.NoSealInRange(reader=1, at=AT)]
     [error] = decode(literal)
     assert isinstance(error, FrameError) and "CRC mismatch" in str(error)
 
@@ -209,7 +212,7 @@ def test_p121_6_4_2_message_code_disagrees() -> None:
     """
     with_mc = wire(R1, b"\x80\x15", b"\x00", b"\x00\x00", b"\x01\x01\x00")  # MC 00 (1 byte)
     [item] = decode(with_mc)
-    assert not isinstance(item, hgt.NoSealInRange)
+    assert not isinstance(item, seal.NoSealInRange)
 
 
 def test_p160_seal_id_text_disagrees() -> None:
@@ -221,7 +224,8 @@ def test_p160_seal_id_text_disagrees() -> None:
     """
     record = b"\x09" + SEAL_P104 + b"\x10\x00"
     [read] = decode(wire(R1, b"\x80\x15", b"\x00\x00", b"\x01\x01" + record))
-    assert isinstance(read, hgt.SealRead) and read.seal_id == "48481010102F" != "IADA01052719"
+    assert isinstance(read, seal.SealRead)
+    assert read.seal_id == "48481010102F" and read.seal_id != "IADA01052719"
 
 
 def test_p167_8_2_1_status_flags_and_allowed_tamper() -> None:
@@ -229,10 +233,10 @@ def test_p167_8_2_1_status_flags_and_allowed_tamper() -> None:
     also set"), 10h suspended set, 08h sealing wire changed, 01h approved open (opening
     with it on is "an allowed tampered situation"). ADJUSTED: one Verify record each."""
 
-    def read(status: int) -> hgt.SealRead:
+    def read(status: int) -> seal.SealRead:
         record = b"\x09" + SEAL_P104 + bytes([0x10, status])
         [item] = decode(wire(R1, b"\x80\x15", b"\x00\x00", b"\x01\x01" + record))
-        assert isinstance(item, hgt.SealRead)
+        assert isinstance(item, seal.SealRead)
         return item
 
     assert read(0xA1).alarm is False and read(0xA0).alarm is True
@@ -250,7 +254,7 @@ def test_p181_8_3_event_codes_soft_and_suspended_set_are_events() -> None:
     for code in (1, 2, 3, 4, 5, 7, 0x0C):
         data = b"\x01\x0f" + SEAL_P104 + b"\x78\x00" + bytes([1, code]) + bytes(4)
         [alert] = decode(wire(R1, b"\x80\x0a", b"\x00\x00", data))
-        assert isinstance(alert, hgt.SealAlert), alert
+        assert isinstance(alert, seal.SealAlert), alert
         names[code] = alert.event
     assert names == {1: "sealed", 2: "wire_tampered", 3: "low_battery", 4: "opened",
                      5: "closed", 7: "sealed", 0x0C: "sealed"}  # fmt: skip

@@ -11,10 +11,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from drivers.scale.codec import Decoded, ScaleCodec
-from drivers.scale.mtsics import MtSicsCodec
-from drivers.scale.sma import SmaCodec
-from drivers.scale.toledo import ToledoCodec
-from gateway.readings import Stamp, WeightMeasured
+from drivers.scale.codec_mtsics import MtSicsCodec
+from drivers.scale.codec_sma import SmaCodec
+from drivers.scale.codec_toledo import ToledoCodec
+from drivers.scale.readings import WeightMeasured
+from gateway.readings import Stamp
 
 AT = Stamp(mono=1.0, utc=datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC))
 
