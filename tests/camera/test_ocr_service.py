@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -57,8 +58,61 @@ def _burst() -> CropsCaptured:
 
 
 def _alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting to be reaped)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
         return False
-    return True
+
+
+OWNER = """
+import asyncio, os, sys
+from drivers.camera.ocr.worker import OcrReader
+
+async def main():
+    reader = OcrReader()
+    await reader.start()
+    os.write(int(sys.argv[1]), f"{reader.pids[0]}\\n".encode())
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+async def test_an_ocr_worker_ends_when_its_daemon_is_killed() -> None:
+    """SIGKILL gives the daemon no chance to stop its worker: the worker sees it itself."""
+    # The pid comes back on a pipe of its own: the worker inherits the owner's stdio,
+    # and a pipe it held open would keep the owner's exit from being seen.
+    read_end, write_end = os.pipe()
+    owner = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", OWNER, str(write_end), pass_fds=(write_end,),
+        stdout=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    os.close(write_end)
+    loop = asyncio.get_running_loop()
+    pids = asyncio.StreamReader()
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(pids), os.fdopen(read_end, "rb")
+    )
+    try:
+        async with asyncio.timeout(120):
+            worker = int(await pids.readline())
+        assert _alive(worker)
+        # The worker is no child of ours: its pidfd says when it ends.
+        pidfd = os.pidfd_open(worker)
+        ended = asyncio.Event()
+        asyncio.get_running_loop().add_reader(pidfd, ended.set)
+    finally:
+        transport.close()
+        owner.kill()
+        await owner.wait()
+    try:
+        async with asyncio.timeout(20):
+            await ended.wait()
+    finally:
+        asyncio.get_running_loop().remove_reader(pidfd)
+        os.close(pidfd)
+        if _alive(worker):  # the test failed: leave no orphan behind it
+            os.kill(worker, signal.SIGKILL)
+    assert not _alive(worker)

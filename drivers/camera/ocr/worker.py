@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Collection
 from concurrent.futures import ProcessPoolExecutor
@@ -61,11 +63,21 @@ class OcrResult:
 
 
 _engine: OcrEngine | None = None
+PR_SET_PDEATHSIG = 1
+
+
+def _end_with_parent() -> None:
+    """Linux: SIGTERM this worker when the daemon dies, even by SIGKILL (prctl
+    PR_SET_PDEATHSIG), so no OCR process outlives it holding its 250 MB."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _start_worker(cpu: int | None, threads: int, max_side: int) -> None:
     """Worker process initializer: pin to ``cpu``, load and warm up the engine."""
     global _engine  # noqa: PLW0603 - one engine per worker process, by design
+    _end_with_parent()
     os.environ["OMP_NUM_THREADS"] = str(threads)
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
