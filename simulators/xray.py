@@ -27,7 +27,9 @@ import hashlib
 import json
 import logging
 import random
+import struct
 import xml.etree.ElementTree as ET
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -172,6 +174,26 @@ def corrupt_image(data: bytes, image_format: str, rng: random.Random) -> bytes:
     """The same length, a valid header, then garbage."""
     keep = HEADER_BYTES[image_format]
     return data[:keep] + rng.randbytes(len(data) - keep)
+
+
+def decompression_bomb_png(width: int, height: int) -> bytes:
+    """A valid 16-bit grey PNG of zeros, written row by row: 10000x10000 is 0.2 MB.
+
+    Decoded it takes ``2 * width * height`` bytes; a gateway must refuse it from its
+    IHDR header (PNG specification, 11.2.2) without decoding it.
+    """
+    packer = zlib.compressobj(9)
+    row = b"\x00" * (1 + 2 * width)  # filter byte 0, then one row of zero samples
+    body = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 16, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+    )
 
 
 # -- the truth --------------------------------------------------------------------------

@@ -47,6 +47,11 @@ class XrayFolderSection(DeviceSection):
     max_image_bytes: int = Field(
         default=512 * 1024 * 1024, gt=0, description="larger images are refused, not read"
     )
+    max_pixels: int = Field(
+        default=64_000_000,
+        gt=0,
+        description="images whose header declares more pixels are refused, not decoded",
+    )
 
     @model_validator(mode="after")
     def _archive_elsewhere(self) -> XrayFolderSection:

@@ -26,11 +26,17 @@ import structlog
 from drivers.xray.check import check_folder, render
 from drivers.xray.config import XrayFolderSection
 from drivers.xray.folder import Due, Group, Tracker, list_folder
-from drivers.xray.imagefile import FileBytes, FileChangedError, make_preview, read_hashed
+from drivers.xray.imagefile import (
+    FileBytes,
+    FileChangedError,
+    TooLargeError,
+    make_preview,
+    read_hashed,
+)
 from drivers.xray.manifest import FileId, Manifest, ManifestEntry, fingerprint
 from drivers.xray.readings import ScanCompleted, ScanFailed
-from drivers.xray.sidecar import Sidecar, parse_sidecar
-from drivers.xray.structure import Shape, walk
+from drivers.xray.sidecar import MAX_SIDECAR_BYTES, Sidecar, parse_sidecar
+from drivers.xray.structure import Shape, dimensions, walk
 from drivers.xray.watch import FolderWatch
 from gateway.config import DeviceSection
 from gateway.driver import Driver, ProbeResult
@@ -39,6 +45,9 @@ from gateway.iso6346 import is_valid as check_digit_ok
 from gateway.readings import Reading, Stamp
 
 log = structlog.get_logger(__name__)
+
+MAX_MESSAGE = 300
+"""Longest ``message`` of an ``xray_error``: what went wrong, never a file's contents."""
 
 State = tuple[tuple[str, int, int], ...]
 
@@ -197,9 +206,15 @@ class XrayFolderDriver(Driver):
                 continue
             except FileNotFoundError:
                 continue  # removed meanwhile: the next listing no longer has it
-            except OSError as exc:  # unreadable as it is: log once, retry when it changes
+            except OSError as exc:  # unreadable as it is: reported once, again if it changes
                 log.warning("cannot read scan files", stem=stem, error=str(exc))
-                self.counters.extra["unreadable"] = self.counters.extra.get("unreadable", 0) + 1
+                batch += self._unusable(group, "unreadable", f"cannot read: {exc}")
+                self._handled[stem] = state
+                continue
+            except Exception as exc:  # whatever one scan's files do, the lane goes on
+                log.exception("scan could not be processed; reported, the lane goes on", stem=stem)
+                why = f"{type(exc).__name__}: {exc}"
+                batch += self._unusable(group, "unprocessable", why)
                 self._handled[stem] = state
                 continue
             if stem in self._stalled:
@@ -215,11 +230,14 @@ class XrayFolderDriver(Driver):
         folder = self.xray.path
         limit = self.xray.max_image_bytes
 
-        def read(name: str | None) -> FileBytes | None:
-            return None if name is None else read_hashed(folder / name, max_bytes=limit)
+        def read(name: str | None, max_bytes: int) -> FileBytes | None:
+            return None if name is None else read_hashed(folder / name, max_bytes=max_bytes)
 
-        image = await asyncio.to_thread(read, group.image)
-        sidecar = await asyncio.to_thread(read, group.sidecar)
+        image = await asyncio.to_thread(read, group.image, limit)
+        try:
+            sidecar = await asyncio.to_thread(read, group.sidecar, MAX_SIDECAR_BYTES)
+        except TooLargeError as exc:  # refused by its size, never read whole
+            return self._unusable(group, "bad_sidecar", str(exc))
         key = fingerprint(group.stem, file_id(image), file_id(sidecar))
         if key in self.manifest.seen or key in self._emitted:
             return []  # dealt with before (this run or an earlier one)
@@ -253,6 +271,13 @@ class XrayFolderDriver(Driver):
         if shape in (Shape.TRUNCATED, Shape.CORRUPT):
             why = f"{image.name}: {shape} image ({image.size} bytes, sha256 {image.sha256})"
             return self._failed(group, "corrupt_image", why, image, sidecar)
+        size = dimensions(image.data)
+        if size is not None and size[0] * size[1] > self.xray.max_pixels:
+            why = (
+                f"{image.name}: header declares {size[0]}x{size[1]} pixels, over max_pixels"
+                f" {self.xray.max_pixels} (not decoded; sha256 {image.sha256})"
+            )
+            return self._failed(group, "image_too_large", why, image, sidecar)
         try:
             parsed = parse_sidecar(sidecar.data, Path(sidecar.name).suffix)
         except FrameError as exc:
@@ -319,22 +344,38 @@ class XrayFolderDriver(Driver):
     ) -> list[Reading | FrameError]:
         scan_id = None
         if sidecar is not None:
-            with contextlib.suppress(FrameError):  # a bad sidecar is reported by reason
+            with contextlib.suppress(Exception):  # a bad sidecar is reported by reason
                 scan_id = parse_sidecar(sidecar.data, Path(sidecar.name).suffix).scan_id
-        self.counters.extra[reason] = self.counters.extra.get(reason, 0) + 1
         self._remember(self._entry(group, reason, image, sidecar, None, scan_id=scan_id), group)
+        return self._scan_failed(
+            group,
+            reason,
+            message,
+            scan_id=scan_id,
+            image_name=image.name if image else None,
+            image_sha256=image.sha256 if image else None,
+            sidecar_name=sidecar.name if sidecar else None,
+            sidecar_sha256=sidecar.sha256 if sidecar else None,
+        )
+
+    def _unusable(self, group: Group, reason: str, why: str) -> list[Reading | FrameError]:
+        """A scan whose files could not be taken in: reported by name, nothing hashed.
+
+        Kept in memory only (there is no file state to put in the manifest), so it is
+        reported again when its files change, or once more after a restart.
+        """
+        message = why if len(why) <= MAX_MESSAGE else why[: MAX_MESSAGE - 3] + "..."
+        return self._scan_failed(
+            group, reason, message, image_name=group.image, sidecar_name=group.sidecar
+        )
+
+    def _scan_failed(
+        self, group: Group, reason: str, message: str, **files: str | None
+    ) -> list[Reading | FrameError]:
+        """Counts a failure by its reason and reports it as one ScanFailed reading."""
+        self.counters.extra[reason] = self.counters.extra.get(reason, 0) + 1
         return [
-            ScanFailed(
-                at=Stamp.now(),
-                stem=group.stem,
-                reason=reason,
-                message=message,
-                scan_id=scan_id,
-                image_name=image.name if image else None,
-                image_sha256=image.sha256 if image else None,
-                sidecar_name=sidecar.name if sidecar else None,
-                sidecar_sha256=sidecar.sha256 if sidecar else None,
-            )
+            ScanFailed(at=Stamp.now(), stem=group.stem, reason=reason, message=message, **files)
         ]
 
     def _stalled_message(self, stalled: _Stalled) -> str:

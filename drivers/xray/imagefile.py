@@ -41,6 +41,10 @@ class FileBytes:
     sha256: str
 
 
+class TooLargeError(OSError):
+    """A file over its size limit: refused before reading it."""
+
+
 def _open_quietly(path: Path) -> int:
     """Open read-only without updating atime where permitted: the original stays untouched."""
     flags = os.O_RDONLY | os.O_CLOEXEC
@@ -57,7 +61,9 @@ def read_hashed(path: Path, *, max_bytes: int) -> FileBytes:
     try:
         before = os.fstat(fd)
         if before.st_size > max_bytes:
-            raise OSError(f"{path.name}: {before.st_size} bytes is over the {max_bytes} limit")
+            raise TooLargeError(
+                f"{path.name}: {before.st_size} bytes is over the {max_bytes} limit (not read)"
+            )
         digest = hashlib.sha256()
         parts: list[bytes] = []
         while chunk := os.read(fd, CHUNK_BYTES):

@@ -58,8 +58,10 @@ class ManifestEntry:
     recorded: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
     def to_line(self) -> bytes:
-        """The entry as one UTF-8 JSON line."""
-        return (json.dumps(asdict(self), ensure_ascii=False, sort_keys=True) + "\n").encode()
+        """The entry as one UTF-8 JSON line; a file name that is not UTF-8 keeps its bytes
+        (``surrogateescape``), so the line still names the file the scanner wrote."""
+        text = json.dumps(asdict(self), ensure_ascii=False, sort_keys=True) + "\n"
+        return text.encode("utf-8", "surrogateescape")
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> ManifestEntry:
@@ -98,7 +100,7 @@ class Manifest:
             if not line.strip():
                 continue
             try:
-                entry = ManifestEntry.from_json(json.loads(line))
+                entry = ManifestEntry.from_json(json.loads(line.decode("utf-8", "surrogateescape")))
             except (ValueError, TypeError, KeyError) as exc:
                 manifest.problems.append(f"{path}:{number}: unreadable line ignored ({exc})")
                 continue

@@ -27,6 +27,21 @@ SCAN_TOPIC = "event/xray_scan"
 ERROR_TOPIC = "event/xray_error"
 
 
+def printable(value: Any) -> Any:
+    """``value`` with every file name that is not UTF-8 shown with escapes (``\\xff``).
+
+    Python keeps such a name's bytes as lone surrogates, which no JSON record can carry;
+    the record shows them escaped, the manifest keeps the bytes.
+    """
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if isinstance(value, dict):
+        return {k: printable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [printable(v) for v in value]
+    return value
+
+
 class ScanProcessor:
     """Turns the X-ray driver's readings into records."""
 
@@ -75,7 +90,7 @@ class ScanProcessor:
             schema="xray_scan/1",
             device=self.device,
             ts=reading.scan_time or reading.at.utc,
-            data=data,
+            data=printable(data),
             priority=Priority.EVENT,
         )
         self.bus.publish(
@@ -95,14 +110,16 @@ class ScanProcessor:
             schema="xray_error/1",
             device=self.device,
             ts=failure.at.utc,
-            data={
-                "reason": failure.reason,
-                "message": failure.message,
-                "stem": failure.stem,
-                "scan_id": failure.scan_id,
-                "image": {"name": failure.image_name, "sha256": failure.image_sha256},
-                "sidecar": {"name": failure.sidecar_name, "sha256": failure.sidecar_sha256},
-            },
+            data=printable(
+                {
+                    "reason": failure.reason,
+                    "message": failure.message,
+                    "stem": failure.stem,
+                    "scan_id": failure.scan_id,
+                    "image": {"name": failure.image_name, "sha256": failure.image_sha256},
+                    "sidecar": {"name": failure.sidecar_name, "sha256": failure.sidecar_sha256},
+                }
+            ),
             priority=Priority.EVENT,
         )
 

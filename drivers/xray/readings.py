@@ -69,7 +69,10 @@ FAILURE_REASONS = (
     "stalled_image",  # truncated and unchanged for orphan_after_s: a copy that stopped
     "orphan_sidecar",  # a sidecar whose image never came
     "orphan_image",  # an image without a sidecar
-    "bad_sidecar",  # the sidecar cannot be parsed
+    "bad_sidecar",  # the sidecar cannot be parsed (or is over the size cap)
+    "image_too_large",  # its header declares more pixels than max_pixels: never decoded
+    "unreadable",  # the files cannot be read as they are (permissions, not a regular file)
+    "unprocessable",  # anything else that went wrong with this scan alone
 )
 """``ScanFailed.reason`` codes."""
 

@@ -187,3 +187,76 @@ def _next_marker(data: bytes, pos: int) -> int | None:
             pos += 1 if following == 0xFF else 2
             continue
         return pos
+
+
+# SOFn markers (T.81 table B.1): C0-C3, C5-C7, C9-CB, CD-CF; C4 (DHT), C8 (JPG) and
+# CC (DAC) share the range but carry no frame header.
+_JPEG_SOF = {*range(0xC0, 0xD0)} - {0xC4, 0xC8, 0xCC}
+
+
+def dimensions(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the header alone, without decoding; ``None`` if not found.
+
+    PNG: IHDR is the first chunk, width and height its first two 4-byte big-endian
+    fields (PNG specification, 11.2.2). TIFF: tags 256 ImageWidth and 257 ImageLength
+    of the first IFD, SHORT or LONG (TIFF 6.0, section 8). JPEG: the frame header
+    after an SOFn marker, P (1 byte), Y lines then X samples per line, 2 bytes each
+    (T.81, B.2.2). Checking these before decoding is what keeps a small file that
+    declares 10000x10000 16-bit pixels from ever being decoded.
+    """
+    fmt = image_format(data)
+    if fmt == "png" and len(data) >= 24 and data[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", data[16:24])
+        return int(width), int(height)
+    if fmt == "tiff":
+        return _tiff_dimensions(data)
+    if fmt == "jpeg":
+        return _jpeg_dimensions(data)
+    return None
+
+
+def _tiff_dimensions(data: bytes) -> tuple[int, int] | None:
+    order = "<" if data[:2] == b"II" else ">"
+    if len(data) < 8:
+        return None
+    (ifd,) = struct.unpack(order + "I", data[4:8])
+    if ifd < 8 or ifd + 2 > len(data):
+        return None
+    (count,) = struct.unpack(order + "H", data[ifd : ifd + 2])
+    found: dict[int, int] = {}
+    for i in range(min(count, _TIFF_MAX_ENTRIES)):
+        at = ifd + 2 + 12 * i
+        if at + 12 > len(data):
+            return None
+        tag, ftype, n = struct.unpack(order + "HHI", data[at : at + 8])
+        if tag in (256, 257) and ftype in (3, 4) and n == 1:
+            values = _tiff_values(data, order, ftype, n, data[at + 8 : at + 12])
+            if values:
+                found[tag] = values[0]
+    if 256 in found and 257 in found:
+        return found[256], found[257]
+    return None
+
+
+def _jpeg_dimensions(data: bytes) -> tuple[int, int] | None:
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in _JPEG_STANDALONE:
+            pos += 2
+            continue
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        if marker in _JPEG_SOF:
+            if pos + 9 > len(data):
+                return None
+            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+            return int(width), int(height)
+        if marker == 0xDA or length < 2:  # scan data before any frame header
+            return None
+        pos += 2 + length
+    return None
