@@ -15,9 +15,17 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gateway.errors import ConfigError, DriverUnavailableError
+from gateway.permissions import CREDENTIAL_PREFIX, credential_path
 
 DEFAULT_CONFIG_PATH = Path("/etc/edge-gateway/gateway.toml")
 
@@ -56,12 +64,27 @@ class MqttSection(Section):
     keepalive: int = Field(default=30, ge=5, le=3600)
     tls_ca: Path | None = Field(default=None, description="CA bundle; enables TLS")
     tls_cert: Path | None = None
-    tls_key: Path | None = None
+    tls_key: Path | None = Field(
+        default=None, description="a path, or credential:NAME (systemd LoadCredential=)"
+    )
     username: str | None = None
-    password_file: Path | None = None
+    password_file: Path | None = Field(
+        default=None, description="a path, or credential:NAME (systemd LoadCredential=)"
+    )
     inflight: int = Field(default=32, ge=1, le=1000, description="unacknowledged QoS 1 messages")
     reconnect_min_s: float = Field(default=1.0, gt=0)
     reconnect_max_s: float = Field(default=60.0, gt=0)
+
+    @field_validator("tls_ca", "tls_cert", "tls_key", "password_file", mode="before")
+    @classmethod
+    def _credential(cls, value: object) -> object:
+        """``credential:NAME``: the file systemd's ``LoadCredential=NAME:...`` provides."""
+        if isinstance(value, str) and value.startswith(CREDENTIAL_PREFIX):
+            try:
+                return credential_path(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from exc
+        return value
 
     @model_validator(mode="after")
     def _tls_pairs(self) -> MqttSection:

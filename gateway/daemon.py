@@ -28,6 +28,7 @@ from gateway.errors import OutboxError
 from gateway.facts import FactBus
 from gateway.family import FamilyContext, FamilyRuntime
 from gateway.outbox import Outbox
+from gateway.permissions import check_secrets, prepare_data_dir
 from gateway.records import Outgoing, Record
 from gateway.registry import build_runtimes, family_of
 from gateway.sdnotify import notify, watchdog_interval_s, watchdog_loop
@@ -76,6 +77,7 @@ class Daemon:
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
+        prepare_data_dir(config.gateway.data_dir, config.outbox_path)
         self.outbox = Outbox(
             config.outbox_path,
             site=config.gateway.site,
@@ -167,6 +169,8 @@ class Daemon:
             devices=len(self.supervisors),
             config=str(self.config.source),
         )
+        mqtt = self.config.mqtt
+        check_secrets({"mqtt.password_file": mqtt.password_file, "mqtt.tls_key": mqtt.tls_key})
         try:
             uplink = Uplink(self.config, self.outbox)
             self.outbox.on_disk_full.append(self._disk_full)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -15,6 +16,10 @@ from gateway.logs import configure_logging
 
 EX_CONFIG = 78
 """sysexits.h: the unit file's RestartPreventExitStatus, as restarting cannot fix a config."""
+UMASK = 0o027
+"""Whatever the daemon creates is never world-accessible nor group-writable: the outbox
+is evidence. Set by the daemon itself, so it also holds when started outside the unit
+(which sets ``UMask=0027`` too)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         help="default: console on a terminal, JSON otherwise",
     )
     args = parser.parse_args(argv)
+    os.umask(UMASK)  # before anything is created: logs, the outbox, its WAL, state files
     configure_logging(
         args.log_level, json=None if args.log_format is None else args.log_format == "json"
     )
