@@ -9,7 +9,9 @@ passes here behaves the same in the daemon.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,10 +97,22 @@ async def _stop(capture: StreamCapture) -> None:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    """Write via a temporary file and rename, so a reader never sees half a JPEG."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    """Write via a temporary file and rename, so a reader never sees half a JPEG.
+
+    The temporary file is made by :func:`tempfile.mkstemp` in the target's directory
+    (``O_CREAT|O_EXCL`` under an unpredictable name, mode 0600): another local user
+    cannot plant a symlink there for it to follow, and the rename stays on one
+    filesystem. The JPEG keeps that mode: a camera picture is nobody else's business.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 async def check_camera(
