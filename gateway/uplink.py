@@ -33,8 +33,10 @@ Delivery rules (what "an outage loses nothing" rests on):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
+import select
 import ssl
 import threading
 import time
@@ -181,6 +183,42 @@ class _ClosingSSLSocket(ssl.SSLSocket):
             self.close()
             raise
 
+    failure: ssl.SSLError | None = None
+    """The TLS error that ended the connection after its handshake, if one did.
+
+    With TLS 1.3 the client's handshake is over before the broker checks the client's
+    certificate, so a broker that wants one (and did not get it, or does not trust it)
+    answers with an alert that shows up as the next read's ``SSLError``. paho logs it
+    and reports only "Unspecified error"; the uplink reads it from here.
+    """
+
+    def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
+        try:
+            return super().recv(buflen, flags)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise
+        except ssl.SSLError as exc:
+            self.failure = self.failure or exc  # the first: what follows is its echo
+            raise
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        try:
+            return super().send(data, flags)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise
+        except ssl.SSLError as exc:
+            if isinstance(exc, ssl.SSLEOFError) and self.failure is None:
+                self._read_alert()
+            self.failure = self.failure or exc
+            raise
+
+    def _read_alert(self) -> None:
+        """A write that met the end often hides the alert the broker sent before closing
+        (CONNECT is written before anything is read): read it if it is there, never wait."""
+        with contextlib.suppress(OSError, ValueError):
+            if self.pending() or select.select([self], [], [], 0)[0]:
+                self.recv(1)  # raises the alert's SSLError, which recv() keeps
+
 
 PROBE_INTERVAL_S = 1.0
 """How often an unreachable broker is tried again, whatever the outage length.
@@ -226,6 +264,8 @@ class _Connection:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = uplink._on_publish_from(self.client)
         self.client.on_message = uplink._on_message
+        self.client.on_socket_close = self._on_socket_close
+        self.tls_failure: ssl.SSLError | None = None
 
     def open(self) -> None:
         """Connect (blocking: run in a thread) and start the network thread."""
@@ -269,7 +309,17 @@ class _Connection:
             client.subscribe(f"{up.root}/cmd/+", qos=1)
         up._call(self.connected.set)
 
+    def _on_socket_close(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
+        failure = getattr(sock, "failure", None)  # paho closes before on_disconnect
+        if isinstance(failure, ssl.SSLError):
+            self.tls_failure = failure
+
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if self.tls_failure is not None:  # the real reason, not paho's "Unspecified error"
+            # No CONNACK yet: no session was ever up, like a failed handshake.
+            kind = "lost" if self.connected.is_set() else "unreachable"
+            self.uplink._call(self._ended, LinkEvent(kind, self.tls_failure))
+            return
         self.uplink._call(self._ended, LinkEvent("lost", reason))
 
     def _ended(self, event: LinkEvent) -> None:
