@@ -48,6 +48,11 @@ class GatewaySection(Section):
     topic_root: str | None = Field(
         default=None, description="MQTT topic root; default customs/{site}/{id}"
     )
+    signing_key: Path | None = Field(
+        default=None,
+        description="Ed25519 PEM key that signs records; default the systemd credential"
+        " signing-key, else {data_dir}/signing-key.pem (made at first start)",
+    )
 
     @property
     def root(self) -> str:

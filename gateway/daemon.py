@@ -33,6 +33,7 @@ from gateway.records import Outgoing, Record
 from gateway.registry import build_runtimes, family_of
 from gateway.sdnotify import notify, watchdog_interval_s, watchdog_loop
 from gateway.services import ServiceSupervisor
+from gateway.signing import load_or_create
 from gateway.supervisor import DeviceSupervisor
 from gateway.uplink import Uplink
 
@@ -78,11 +79,14 @@ class Daemon:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         prepare_data_dir(config.gateway.data_dir, config.outbox_path)
+        config.gateway.data_dir.mkdir(parents=True, exist_ok=True)
+        self.signer = load_or_create(config.gateway.data_dir, config.gateway.signing_key)
         self.outbox = Outbox(
             config.outbox_path,
             site=config.gateway.site,
             gateway=config.gateway.id,
             max_bytes=config.outbox.max_bytes,
+            signer=self.signer,
         )
         self.uplink: Uplink | None = None
         self.bus = FactBus()
@@ -134,6 +138,10 @@ class Daemon:
                 "version": __version__,
                 "pid": os.getpid(),
                 "uptime_s": round(time.monotonic() - self.started_mono, 1),
+                "signing_key": {
+                    "fingerprint": self.signer.fingerprint,
+                    "path": str(self.signer.path),
+                },
             },
             "uplink": {
                 **(uplink.stats.as_dict() if uplink else {}),
@@ -173,6 +181,7 @@ class Daemon:
         check_secrets({"mqtt.password_file": mqtt.password_file, "mqtt.tls_key": mqtt.tls_key})
         try:
             uplink = Uplink(self.config, self.outbox)
+            uplink.key_message = self.signer.key_message()
             self.outbox.on_disk_full.append(self._disk_full)
             self._register_commands(uplink)
             async with self.outbox, uplink:

@@ -16,6 +16,7 @@ from typing import Any
 from gateway.config import DEFAULT_CONFIG_PATH, GatewayConfig, load_config
 from gateway.control_socket import follow, request
 from gateway.errors import ConfigError, ControlError, GatewayError
+from gateway.evidence_cli import add_verbs as add_evidence_verbs
 from gateway.family import EXIT_PROBLEM, CliVerbs
 from gateway.registry import families, family_of, resolve
 
@@ -172,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     for family in families().values():
         if family.cli is not None:
             resolve(family.cli, where=f"family {family.name!r}")(verbs)
+
+    add_evidence_verbs(sub)
 
     config = sub.add_parser("config", help="configuration files")
     config_sub = config.add_subparsers(dest="action", required=True)

@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
@@ -50,6 +50,9 @@ from gateway.records import (
     envelope,
     uuid7,
 )
+
+if TYPE_CHECKING:
+    from gateway.signing import RecordSigner
 
 log = structlog.get_logger(__name__)
 
@@ -327,7 +330,9 @@ class _Chain:
     def restore(self, mark: _Chain) -> None:
         self.pos, self.seq, self.last_hash = mark.pos, mark.seq, mark.last_hash
 
-    def record(self, draft: Outgoing, site: str, gateway: str) -> Record:
+    def record(
+        self, draft: Outgoing, site: str, gateway: str, signer: RecordSigner | None
+    ) -> Record:
         """The draft's record at the next place (raises ValueError if not JSON)."""
         if isinstance(draft, MediaDraft):
             self.pos += 1
@@ -350,6 +355,8 @@ class _Chain:
             site=site,
             gateway=gateway,
         )
+        if signer is not None:
+            payload = signer.sign(payload)
         self.pos += 1
         self.seq += 1
         record = Record(
@@ -389,8 +396,12 @@ class Outbox:
         max_bytes: int,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         reserve_bytes: int = RESERVE_BYTES,
+        signer: RecordSigner | None = None,
     ) -> None:
         self.path = path
+        self.signer = signer
+        """Signs every record's envelope (see :mod:`gateway.signing`); the daemon always
+        passes one."""
         self.site = site
         self.gateway = gateway
         self.max_bytes = max_bytes
@@ -1002,7 +1013,7 @@ class Outbox:
         out: list[Record] = []
         try:
             for draft in group:
-                out.append(chain.record(draft, self.site, self.gateway))
+                out.append(chain.record(draft, self.site, self.gateway, self.signer))
         except (ValueError, TypeError) as exc:  # not JSON: NaN, bytes, an object...
             chain.restore(mark)
             return OutboxError(f"a record could not be serialised, refused: {exc}")
@@ -1049,7 +1060,7 @@ class Outbox:
             # Never evicted: it is what lets central tell a gap from a loss.
             priority=Priority.ALARM,
         )
-        record = chain.record(draft, self.site, self.gateway)
+        record = chain.record(draft, self.site, self.gateway, self.signer)
         db.execute(
             "INSERT INTO records"
             " (pos, id, topic, payload, priority, retain, content_type, env_seq)"

@@ -294,10 +294,10 @@ class _Connection:
         # MQTT 5 §3.2.2.3.3: the broker's Receive Maximum caps our unacknowledged QoS 1
         # publishes (mosquitto announces max_inflight_messages, 20 as shipped, and answers
         # the excess with PUBACK 0x97 "quota exceeded"). paho does not apply it itself.
-        # Records leave room for the status message and a command's reply window.
+        # Records leave room for the status and key messages and a command's reply window.
         announced = getattr(props, "ReceiveMaximum", None) if props is not None else None
         if isinstance(announced, int) and announced > 0:
-            self.window = max(1, min(self.window, announced - 1 - REPLY_WINDOW))
+            self.window = max(1, min(self.window, announced - 2 - REPLY_WINDOW))
         client.publish(
             f"{up.root}/status",
             _status_payload("online", up.config, **up.status_extra),
@@ -305,6 +305,10 @@ class _Connection:
             retain=True,
             properties=_json_properties(),
         )
+        if up.key_message is not None:
+            client.publish(
+                f"{up.root}/key", up.key_message, qos=1, retain=True, properties=_json_properties()
+            )
         if up.commands:
             client.subscribe(f"{up.root}/cmd/+", qos=1)
         up._call(self.connected.set)
@@ -346,6 +350,8 @@ class Uplink:
         """Called with every connection event (tests, diagnostics)."""
         self.commands: dict[str, Handler] = {}
         """Command name -> handler; ``{root}/cmd/+`` is subscribed when there is one."""
+        self.key_message: bytes | None = None
+        """Published retained on ``{root}/key`` after every connect (the signing key)."""
         self._command_tasks: set[asyncio.Task[None]] = set()
         self._reply_acks: dict[int, asyncio.Future[bool]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from gateway.config import GatewayConfig, parse_config
+from gateway.signing import RecordSigner
 
 
 def config_text(
@@ -32,6 +35,8 @@ def config_text(
                 if isinstance(value, str | Path)
                 else str(value).lower()
                 if isinstance(value, bool)
+                else "{" + ", ".join(f'"{k}" = "{v}"' for k, v in value.items()) + "}"
+                if isinstance(value, dict)  # an inline table of strings
                 else str(value)
             )
             lines.append(f"{key} = {rendered}")
@@ -46,3 +51,8 @@ def make_config(
     data_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(config_text(data_dir, port, devices, extra))
     return parse_config(path.read_text(), path)
+
+
+def ephemeral_signer() -> RecordSigner:
+    """A record signer with a fresh key, for outboxes built outside the daemon."""
+    return RecordSigner(Ed25519PrivateKey.generate(), Path("ephemeral.pem"))

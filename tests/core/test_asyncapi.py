@@ -69,7 +69,7 @@ from tests.broker import Central, Message, Mosquitto, free_port, mqtt_request
 from tests.camera.test_gateway import camera
 from tests.camera.test_ocr_gateway import region
 from tests.core.test_daemon import ROOT
-from tests.helpers import config_text, make_config
+from tests.helpers import config_text, ephemeral_signer, make_config
 from tests.process import GatewayProcess
 
 DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.yaml"
@@ -566,11 +566,12 @@ async def test_an_outbox_eviction_report_fits_the_document(tmp_path: Path) -> No
     assert {d.priority for d in drafts} == {Priority.TELEMETRY}
     path = tmp_path / "outbox.sqlite3"
     site, gateway = ROOT.split("/")[1:]
-    async with Outbox(path, site=site, gateway=gateway, max_bytes=64 * 1024) as box:
+    signer = ephemeral_signer()
+    async with Outbox(path, site=site, gateway=gateway, max_bytes=64 * 1024, signer=signer) as box:
         for start in range(0, len(drafts), 50):
             await box.append(drafts[start : start + 50])
         assert box.stats.evicted_total > 0
-    async with Outbox(path, site=site, gateway=gateway, max_bytes=64 * 1024) as box:
+    async with Outbox(path, site=site, gateway=gateway, max_bytes=64 * 1024, signer=signer) as box:
         records = await box.read_after(0, 10_000)
     reports = [r for r in records if r.topic == EVICTION_TOPIC]
     assert reports, "the outbox evicted without reporting it"
@@ -586,7 +587,9 @@ async def test_status_messages_carry_the_json_content_type(
 ) -> None:
     config = make_config(tmp_path, broker.port)
     async with (
-        Outbox(config.outbox_path, site="s", gateway="g", max_bytes=10**6) as box,
+        Outbox(
+            config.outbox_path, site="s", gateway="g", max_bytes=10**6, signer=ephemeral_signer()
+        ) as box,
         Uplink(config, box),
     ):
         await central.wait_for(lambda c: len(c.snapshot()) >= 1, 10)
@@ -677,6 +680,7 @@ def fit_drafts(drafts: Sequence[Outgoing]) -> list[tuple[str, dict[str, Any]]]:
     records enveloped and validated, media by their bytes. Returns each record's channel
     name and ``data``, for the test to say which shapes it meant to cover."""
     site, gateway = ROOT.split("/")[1:]
+    signer = ephemeral_signer()
     failures, records = [], []
     for seq, draft in enumerate(drafts, start=1):
         topic = f"{ROOT}/{draft.topic}"
@@ -684,8 +688,8 @@ def fit_drafts(drafts: Sequence[Outgoing]) -> list[tuple[str, dict[str, Any]]]:
             channel = channel_of(topic)
             problems = binary_errors(channel.messages[draft.content_type], draft.body)
         else:
-            body = envelope(draft, seq=seq, record_id=uuid7(), prev=GENESIS, site=site,
-                            gateway=gateway)  # fmt: skip
+            body = signer.sign(envelope(draft, seq=seq, record_id=uuid7(), prev=GENESIS,
+                                        site=site, gateway=gateway))  # fmt: skip
             channel, problems = schema_errors(topic, json.loads(body))
             records.append((channel.name, draft.data))
         failures += [f"{draft.topic}: {p}" for p in problems]

@@ -122,7 +122,9 @@ async def test_trucks_are_weighed_and_reach_central_then_clean_shutdown(
     ]
     assert states[0] == "up"
     assert states[-1] == "stopped"
-    assert all(m.retain is False or m.topic.endswith(("/state", "/status")) for m in messages)
+    assert all(
+        m.retain is False or m.topic.endswith(("/state", "/status", "/key")) for m in messages
+    )
     records = central.records()
     assert_chain(records, payloads_by_id(messages))
     weighing = central.records("event/weighing")[0]
@@ -138,6 +140,7 @@ async def test_trucks_are_weighed_and_reach_central_then_clean_shutdown(
         "device",
         "data",
         "prev",
+        "sig",
     }
 
 
