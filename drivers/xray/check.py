@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from drivers.xray.folder import Due, Group, Tracker, list_folder
-from drivers.xray.imagefile import FileChangedError, read_hashed
+from drivers.xray.imagefile import FileChangedError, Identity, NotRegularFileError, read_hashed
 from drivers.xray.manifest import Manifest
 from drivers.xray.structure import Shape, walk
 from gateway.errors import DeviceIOError
@@ -58,12 +58,14 @@ def _recorded(manifest: Manifest | None, group: Group, tracker: Tracker) -> str 
     return None
 
 
-def _inspect(folder: Path, group: Group) -> ScanLine:
+def _inspect(folder: Path, group: Group, identity: Identity) -> ScanLine:
     assert group.image is not None
     try:
-        image = read_hashed(folder / group.image, max_bytes=MAX_CHECK_BYTES)
+        image = read_hashed(folder / group.image, max_bytes=MAX_CHECK_BYTES, identity=identity)
     except FileChangedError:
         return ScanLine(group.stem, "pending", f"{group.image} changed while being read")
+    except NotRegularFileError as exc:
+        return ScanLine(group.stem, "failed", f"not_regular_file: {exc}")
     shape = walk(image.data)
     facts = f"{image.name}, {image.size} bytes, sha256 {image.sha256}"
     if shape is Shape.EMPTY:
@@ -94,7 +96,7 @@ def check_folder(
         raise DeviceIOError(f"cannot list drop folder {path}: {exc}") from exc
     now = time.time()
     tracker = Tracker(settle_s=settle_s, orphan_after_s=orphan_after_s)
-    tracker.observe(listing, now, since={n: m / 1e9 for n, (_, m) in listing.items()})
+    tracker.observe(listing, now, since={n: f.mtime_ns / 1e9 for n, f in listing.items()})
     for stem, group in tracker.groups().items():
         outcome = _recorded(loaded, group, tracker)
         if outcome is not None:
@@ -104,7 +106,8 @@ def check_folder(
         if verdict.due is Due.PENDING:
             line = ScanLine(stem, "pending", verdict.why)
         elif verdict.due is Due.READY:
-            line = _inspect(path, group)
+            assert group.image is not None
+            line = _inspect(path, group, tracker.files[group.image].identity)
         else:
             line = ScanLine(stem, "failed", f"{verdict.due}: {verdict.why}")
         getattr(report, line.state).append(line)

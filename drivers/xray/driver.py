@@ -29,6 +29,7 @@ from drivers.xray.folder import Due, Group, Tracker, list_folder
 from drivers.xray.imagefile import (
     FileBytes,
     FileChangedError,
+    NotRegularFileError,
     TooLargeError,
     make_preview,
     read_hashed,
@@ -206,15 +207,8 @@ class XrayFolderDriver(Driver):
                 continue
             except FileNotFoundError:
                 continue  # removed meanwhile: the next listing no longer has it
-            except OSError as exc:  # unreadable as it is: reported once, again if it changes
-                log.warning("cannot read scan files", stem=stem, error=str(exc))
-                batch += self._unusable(group, "unreadable", f"cannot read: {exc}")
-                self._handled[stem] = state
-                continue
             except Exception as exc:  # whatever one scan's files do, the lane goes on
-                log.exception("scan could not be processed; reported, the lane goes on", stem=stem)
-                why = f"{type(exc).__name__}: {exc}"
-                batch += self._unusable(group, "unprocessable", why)
+                batch += self._refused(group, exc)  # once; again if its files change
                 self._handled[stem] = state
                 continue
             if stem in self._stalled:
@@ -230,8 +224,12 @@ class XrayFolderDriver(Driver):
         folder = self.xray.path
         limit = self.xray.max_image_bytes
 
+        listed = {name: seen.identity for name, seen in self.tracker.files.items()}
+
         def read(name: str | None, max_bytes: int) -> FileBytes | None:
-            return None if name is None else read_hashed(folder / name, max_bytes=max_bytes)
+            if name is None:
+                return None
+            return read_hashed(folder / name, max_bytes=max_bytes, identity=listed[name])
 
         image = await asyncio.to_thread(read, group.image, limit)
         try:
@@ -357,6 +355,18 @@ class XrayFolderDriver(Driver):
             sidecar_name=sidecar.name if sidecar else None,
             sidecar_sha256=sidecar.sha256 if sidecar else None,
         )
+
+    def _refused(self, group: Group, exc: Exception) -> list[Reading | FrameError]:
+        """The scan's ``xray_error`` for what stopped it being taken in (in an except)."""
+        stem = group.stem
+        if isinstance(exc, NotRegularFileError):  # swapped in after the listing
+            log.warning("scan file is not a regular file; refused", stem=stem, error=str(exc))
+            return self._unusable(group, "not_regular_file", str(exc))
+        if isinstance(exc, OSError):  # unreadable as it is
+            log.warning("cannot read scan files", stem=stem, error=str(exc))
+            return self._unusable(group, "unreadable", f"cannot read: {exc}")
+        log.exception("scan could not be processed; reported, the lane goes on", stem=stem)
+        return self._unusable(group, "unprocessable", f"{type(exc).__name__}: {exc}")
 
     def _unusable(self, group: Group, reason: str, why: str) -> list[Reading | FrameError]:
         """A scan whose files could not be taken in: reported by name, nothing hashed.

@@ -11,13 +11,24 @@ import os
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import NamedTuple
 
 IMAGE_SUFFIXES = frozenset({".tif", ".tiff", ".png", ".jpg", ".jpeg"})
 SIDECAR_SUFFIXES = frozenset({".xml", ".json"})
 MARKER_SUFFIX = ".done"
 
-Listing = dict[str, tuple[int, int]]
-"""File name -> (size, mtime_ns) for the scan files in the folder."""
+
+class Listed(NamedTuple):
+    """A file as the listing saw it (``lstat``): its state and which file it is."""
+
+    size: int
+    mtime_ns: int
+    dev: int
+    ino: int
+
+
+Listing = dict[str, Listed]
+"""File name -> what the listing saw, for the scan files in the folder."""
 
 
 def list_folder(path: Path) -> Listing:
@@ -34,8 +45,8 @@ def list_folder(path: Path) -> Listing:
                 st = entry.stat(follow_symlinks=False)
             except FileNotFoundError:  # removed between readdir and stat
                 continue
-            if entry.is_file(follow_symlinks=False):
-                out[entry.name] = (st.st_size, st.st_mtime_ns)
+            if entry.is_file(follow_symlinks=False):  # no symlinks, FIFOs, devices
+                out[entry.name] = Listed(st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
     return out
 
 
@@ -46,6 +57,8 @@ class Seen:
     size: int
     mtime_ns: int
     since: float
+    identity: tuple[int, int] = (0, 0)
+    """``(st_dev, st_ino)``: the file opened must be this one."""
 
 
 @dataclass(slots=True)
@@ -96,11 +109,16 @@ class Tracker:
         for name in list(self.files):
             if name not in listing:
                 del self.files[name]
-        for name, (size, mtime_ns) in listing.items():
+        for name, listed in listing.items():
             seen = self.files.get(name)
-            if seen is None or (seen.size, seen.mtime_ns) != (size, mtime_ns):
+            identity = (listed.dev, listed.ino)
+            if seen is None or (seen.size, seen.mtime_ns, seen.identity) != (
+                listed.size,
+                listed.mtime_ns,
+                identity,
+            ):  # another file under the same name is a change too
                 began = since.get(name, now) if since is not None else now
-                self.files[name] = Seen(size, mtime_ns, began)
+                self.files[name] = Seen(listed.size, listed.mtime_ns, began, identity)
 
     def groups(self) -> dict[str, Group]:
         """The files grouped into scans by stem, sorted by stem."""

@@ -9,8 +9,10 @@ for it to settle again.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,19 +47,67 @@ class TooLargeError(OSError):
     """A file over its size limit: refused before reading it."""
 
 
-def _open_quietly(path: Path) -> int:
-    """Open read-only without updating atime where permitted: the original stays untouched."""
-    flags = os.O_RDONLY | os.O_CLOEXEC
+class NotRegularFileError(OSError):
+    """Not a regular file when opened (a symlink, FIFO, device, directory): refused.
+
+    The folder is listed with ``lstat`` and only regular files are taken, so this is a
+    file swapped in between the listing and the open: never followed, never waited on.
+    """
+
+
+Identity = tuple[int, int]
+"""A file's ``(st_dev, st_ino)``: which file a name meant when it was listed."""
+
+OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+"""O_NOFOLLOW: a symlink fails (ELOOP) instead of leading to ``/etc/passwd``;
+O_NONBLOCK: opening a FIFO does not wait for a writer (it is then refused by fstat)."""
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISDIR, "a directory"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):  # fmt: skip
+        if test(mode):
+            return name
+    return f"file type {stat.S_IFMT(mode):o}"
+
+
+def open_regular(path: Path, identity: Identity | None = None) -> int:
+    """Open a scan file read-only, as the regular file it was listed as; return the fd.
+
+    Without updating atime where permitted (the original stays untouched). The fd is
+    checked with fstat, so what is checked is what is read: anything but a regular
+    file is :class:`NotRegularFileError`; a regular file that is not the one listed
+    (``identity``) was replaced since, :class:`FileChangedError` (look again).
+    """
     noatime = getattr(os, "O_NOATIME", 0)
     try:
-        return os.open(path, flags | noatime)
-    except PermissionError:  # O_NOATIME needs ownership of the file
-        return os.open(path, flags)
+        try:
+            fd = os.open(path, OPEN_FLAGS | noatime)
+        except PermissionError:  # O_NOATIME needs ownership of the file
+            fd = os.open(path, OPEN_FLAGS)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotRegularFileError(f"{path.name}: a symbolic link (not followed)") from exc
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFileError(f"{path.name}: {_kind(st.st_mode)}, not a regular file")
+        if identity is not None and (st.st_dev, st.st_ino) != identity:
+            raise FileChangedError(f"{path.name}: replaced since it was listed")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
-def read_hashed(path: Path, *, max_bytes: int) -> FileBytes:
-    """Read ``path`` in chunks, hashing as it streams; raise :class:`FileChangedError`."""
-    fd = _open_quietly(path)
+def read_hashed(path: Path, *, max_bytes: int, identity: Identity | None = None) -> FileBytes:
+    """Read ``path`` in chunks, hashing as it streams; raise :class:`FileChangedError`.
+
+    ``identity`` is the file the listing saw (see :func:`open_regular`).
+    """
+    fd = open_regular(path, identity)
     try:
         before = os.fstat(fd)
         if before.st_size > max_bytes:
@@ -69,13 +119,16 @@ def read_hashed(path: Path, *, max_bytes: int) -> FileBytes:
         while chunk := os.read(fd, CHUNK_BYTES):
             digest.update(chunk)
             parts.append(chunk)
+        after = os.fstat(fd)
     finally:
         os.close(fd)
-    after = os.stat(path)
     data = b"".join(parts)
     if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) or len(
         data
     ) != after.st_size:
+        raise FileChangedError(path.name)
+    now = os.lstat(path)  # the name still means the file read (not renamed over meanwhile)
+    if (now.st_dev, now.st_ino) != (before.st_dev, before.st_ino):
         raise FileChangedError(path.name)
     return FileBytes(
         name=path.name,
@@ -89,7 +142,7 @@ def read_hashed(path: Path, *, max_bytes: int) -> FileBytes:
 def hash_file(path: Path) -> str:
     """SHA-256 of a file, streamed (for checking an original before serving it)."""
     digest = hashlib.sha256()
-    fd = _open_quietly(path)
+    fd = open_regular(path)
     try:
         while chunk := os.read(fd, CHUNK_BYTES):
             digest.update(chunk)

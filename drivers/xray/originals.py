@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from drivers.xray.imagefile import hash_file
+from drivers.xray.imagefile import hash_file, open_regular
 from drivers.xray.manifest import Manifest
 from gateway.errors import OriginalUnavailableError
 
@@ -66,7 +66,7 @@ def read_chunks(path: Path, chunk_size: int) -> Iterator[bytes]:
     """The file's bytes in chunks of at most ``chunk_size`` (for chunked MQTT replies)."""
     if chunk_size <= 0:
         raise ValueError("chunk_size must be positive")
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    fd = open_regular(path)  # no symlink or FIFO swapped in after the hash check
     try:
         while chunk := os.read(fd, chunk_size):
             yield chunk

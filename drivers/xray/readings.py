@@ -71,7 +71,8 @@ FAILURE_REASONS = (
     "orphan_image",  # an image without a sidecar
     "bad_sidecar",  # the sidecar cannot be parsed (or is over the size cap)
     "image_too_large",  # its header declares more pixels than max_pixels: never decoded
-    "unreadable",  # the files cannot be read as they are (permissions, not a regular file)
+    "unreadable",  # the files cannot be read as they are (permissions, I/O errors)
+    "not_regular_file",  # a symlink, FIFO or device swapped in after the listing: refused
     "unprocessable",  # anything else that went wrong with this scan alone
 )
 """``ScanFailed.reason`` codes."""
