@@ -15,9 +15,9 @@ asks again.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 JSON = "application/json"
 OCTETS = "application/octet-stream"
@@ -39,8 +39,59 @@ class Reply:
         return cls(json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode())
 
 
-Handler = Callable[[dict[str, Any]], AsyncIterator[Reply]]
-"""Answers one request (the parsed JSON object) with reply parts."""
+@dataclass(frozen=True, slots=True)
+class FieldRule:
+    """One field of a command's request: its JSON type, and whether it must be there."""
+
+    kind: type | tuple[type, ...]
+    required: bool = False
+    max_chars: int = 256
+    """For strings: longer ones are refused (nothing long is echoed back)."""
+
+
+RequestSchema = Mapping[str, FieldRule]
+
+COMMON_FIELDS: RequestSchema = {"expires": FieldRule(str, max_chars=40)}
+"""Fields every command may carry (``expires`` of a signed command)."""
+
+_JSON_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+               dict: "an object", list: "an array"}  # fmt: skip
+
+
+class Handler(Protocol):
+    """Answers one request (the parsed JSON object, checked against ``schema``)."""
+
+    schema: RequestSchema
+
+    def __call__(self, request: dict[str, Any], /) -> AsyncIterator[Reply]:
+        """The reply parts."""
+        ...
+
+
+def _type_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(_JSON_NAMES.get(k, k.__name__) for k in kinds)
+
+
+def check_request(request: dict[str, Any], schema: RequestSchema) -> None:
+    """Raise ``ValueError`` naming the first field that is unknown, missing or mistyped."""
+    rules = {**COMMON_FIELDS, **schema}
+    for name in request:
+        if name not in rules:
+            known = ", ".join(sorted(rules))
+            raise ValueError(f"unknown field {name[:40]!r}; known: {known}")
+    for name, rule in rules.items():
+        if name not in request:
+            if rule.required:
+                raise ValueError(f"field {name!r} is required")
+            continue
+        value = request[name]
+        kinds = rule.kind if isinstance(rule.kind, tuple) else (rule.kind,)
+        # JSON true is a Python bool, which is an int: only accepted where bool is.
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            raise ValueError(f"field {name!r} must be {_type_name(rule.kind)}")
+        if isinstance(value, str) and len(value) > rule.max_chars:
+            raise ValueError(f"field {name!r} is longer than {rule.max_chars} characters")
 
 
 def error_reply(message: str) -> Reply:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import (
     BaseModel,
@@ -26,6 +26,10 @@ from pydantic import (
 
 from gateway.errors import ConfigError, DriverUnavailableError
 from gateway.permissions import CREDENTIAL_PREFIX, credential_path
+from gateway.signing import public_key_from_text
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 DEFAULT_CONFIG_PATH = Path("/etc/edge-gateway/gateway.toml")
 
@@ -115,6 +119,57 @@ class ControlSection(Section):
     socket: Path | None = Field(default=None, description="default {data_dir}/control.sock")
 
 
+class CommandsSection(Section):
+    """``[commands]``: what central may ask of the gateway (see :mod:`gateway.command_guard`)."""
+
+    reply_prefix: str | None = Field(
+        default=None,
+        description="replies only to response topics under it; default {root}/reply/",
+    )
+    max_request_bytes: int = Field(default=64 * 1024, ge=256, le=16 * 1024 * 1024)
+    max_concurrent: int = Field(default=4, ge=1, le=64, description="commands in progress")
+    rate_per_s: float = Field(default=2.0, gt=0, description="sustained commands per second")
+    burst: int = Field(default=10, ge=1, description="commands accepted at once")
+    central_public_key: str | None = Field(
+        default=None,
+        description="the centre's Ed25519 public key (base64, or a file holding it or a"
+        " PEM); when set, unsigned commands are refused",
+    )
+    max_signed_age_s: float = Field(
+        default=300.0, gt=0, description="a signed command's expires is at most this far ahead"
+    )
+
+    @field_validator("reply_prefix")
+    @classmethod
+    def _prefix_shape(cls, value: str | None) -> str | None:
+        if value is not None and (not value.endswith("/") or "+" in value or "#" in value):
+            raise ValueError(
+                "reply_prefix ends with '/' and has no wildcards, e.g. 'customs/x/reply/'"
+            )
+        return value
+
+    @field_validator("central_public_key")
+    @classmethod
+    def _key_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            _central_key(value)
+        return value
+
+    def central_key(self) -> Ed25519PublicKey | None:
+        """The centre's public key, if commands must be signed."""
+        return None if self.central_public_key is None else _central_key(self.central_public_key)
+
+
+def _central_key(value: str) -> Ed25519PublicKey:
+    path = Path(value)
+    if path.is_absolute():
+        try:
+            value = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    return public_key_from_text(value)
+
+
 class DeviceSection(BaseModel):
     """The keys every ``[[devices]]`` entry has; drivers extend it with their own."""
 
@@ -132,6 +187,7 @@ class GatewayConfig(Section):
     mqtt: MqttSection
     outbox: OutboxSection = OutboxSection()
     control: ControlSection = ControlSection()
+    commands: CommandsSection = CommandsSection()
     devices: tuple[DeviceSection, ...] = ()
 
     source: Path | None = Field(default=None, exclude=True)

@@ -53,7 +53,15 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gateway.backoff import Backoff
-from gateway.central_commands import REPLY_WINDOW, Handler, Reply, error_reply, parse_request
+from gateway.central_commands import (
+    REPLY_WINDOW,
+    Handler,
+    Reply,
+    check_request,
+    error_reply,
+    parse_request,
+)
+from gateway.command_guard import CommandGuard, excerpt
 from gateway.config import GatewayConfig
 from gateway.errors import CommandError, ConfigError, GatewayError
 from gateway.outbox import Outbox
@@ -74,6 +82,8 @@ class UplinkStats:
         self.acked_total = 0
         self.commands_total = 0
         self.commands_failed = 0
+        self.commands_refused = 0
+        """Commands with no reply at all: no response topic, or one outside the prefix."""
         self.rejected_total = 0
         self.resent_total = 0
         self.last_error: str | None = None
@@ -352,6 +362,7 @@ class Uplink:
         """Command name -> handler; ``{root}/cmd/+`` is subscribed when there is one."""
         self.key_message: bytes | None = None
         """Published retained on ``{root}/key`` after every connect (the signing key)."""
+        self.guard = CommandGuard(config.commands, self.root)
         self._command_tasks: set[asyncio.Task[None]] = set()
         self._reply_acks: dict[int, asyncio.Future[bool]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -665,8 +676,8 @@ class Uplink:
         props = msg.properties
         response = getattr(props, "ResponseTopic", None) if props else None
         correlation = getattr(props, "CorrelationData", None) if props else None
-        name = msg.topic.rsplit("/", 1)[-1]
-        self._call(self._command, name, bytes(msg.payload), response, correlation)
+        user = dict(getattr(props, "UserProperty", None) or []) if props else {}
+        self._call(self._command, msg.topic, bytes(msg.payload), response, correlation, user)
 
     def _drain_acks(self) -> None:
         with self._acks_lock:
@@ -717,18 +728,37 @@ class Uplink:
     # -- commands (event loop) -------------------------------------------------------------
 
     def _command(
-        self, name: str, payload: bytes, response: str | None, correlation: bytes | None
+        self,
+        topic: str,
+        payload: bytes,
+        response: str | None,
+        correlation: bytes | None,
+        properties: dict[str, str],
     ) -> None:
         self.stats.commands_total += 1
-        if response is None:
-            self.stats.commands_failed += 1
-            log.warning("command without a response topic ignored", command=name)
+        name = excerpt(topic.rsplit("/", 1)[-1], 40)
+        refusal = self.guard.reply_topic_refusal(response)
+        if refusal is not None or response is None:
+            self.stats.commands_refused += 1
+            log.warning("command refused without a reply", command=name, reason=refusal)
             return
+        try:
+            self.guard.admit(topic, payload, response, correlation, properties)
+        except CommandError as exc:
+            self.stats.commands_failed += 1
+            log.warning("command refused", command=name, reason=str(exc))
+            self._reply(response, correlation, error_reply(str(exc)), 0, last=True)
+            return
+        self.guard.active += 1
         task = asyncio.get_running_loop().create_task(
             self._answer(name, payload, response, correlation), name=f"cmd-{name}"
         )
         self._command_tasks.add(task)
-        task.add_done_callback(self._command_tasks.discard)
+        task.add_done_callback(self._command_done)
+
+    def _command_done(self, task: asyncio.Task[None]) -> None:
+        self._command_tasks.discard(task)
+        self.guard.active -= 1
 
     async def _answer(
         self, name: str, payload: bytes, response: str, correlation: bytes | None
@@ -740,9 +770,10 @@ class Uplink:
                 raise CommandError(f"unknown command {name!r}; known: {sorted(self.commands)}")
             try:
                 request = parse_request(payload)
+                check_request(request, handler.schema)
             except ValueError as exc:
                 raise CommandError(str(exc)) from None
-            log.info("command", command=name, request=request)
+            log.info("command", command=name, request=excerpt(payload))
             pending: list[asyncio.Future[bool]] = []
             held: Reply | None = None  # sent when the next arrives: the last is marked so
             async for reply in handler(request):
@@ -756,9 +787,15 @@ class Uplink:
                 raise CommandError(f"command {name!r} gave no answer")
         except (GatewayError, OSError) as exc:
             self.stats.commands_failed += 1
-            log.warning("command failed", command=name, error=str(exc))
+            log.warning("command failed", command=name, error=excerpt(exc))
             # Parts sent before the error stand; the one held back is replaced by the error.
-            self._reply(response, correlation, error_reply(str(exc)), part, last=True)
+            self._reply(response, correlation, error_reply(excerpt(exc)), part, last=True)
+            return
+        except Exception:  # a bug in a handler: the requester still gets an answer
+            self.stats.commands_failed += 1
+            log.exception("command handler failed", command=name)
+            self._reply(response, correlation, error_reply("internal error (logged)"), part,
+                        last=True)  # fmt: skip
             return
         self._reply(response, correlation, held, part, last=True)
         await asyncio.gather(*pending)

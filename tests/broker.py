@@ -125,8 +125,21 @@ class Central:
                 await self._changed.wait()
 
 
-async def mqtt_request(port: int, topic: str, request: dict[str, Any]) -> list[mqtt.MQTTMessage]:
-    """Central's side of a gateway command (MQTT 5 request/response): every reply part."""
+async def mqtt_request(
+    port: int,
+    topic: str,
+    request: dict[str, Any] | bytes,
+    *,
+    response_topic: str | None = None,
+    user_properties: list[tuple[str, str]] | None = None,
+    timeout_s: float = 30,
+) -> list[mqtt.MQTTMessage]:
+    """Central's side of a gateway command (MQTT 5 request/response): every reply part.
+
+    The response topic defaults to ``{root}/reply/central-1``, under the gateway's
+    reply prefix; ``request`` is a JSON object or the exact payload bytes.
+    """
+    reply_to = response_topic or topic.rsplit("/cmd/", 1)[0] + "/reply/central-1"
     loop = asyncio.get_running_loop()
     parts: list[mqtt.MQTTMessage] = []
     done = asyncio.Event()
@@ -146,14 +159,17 @@ async def mqtt_request(port: int, topic: str, request: dict[str, Any]) -> list[m
     client.connect("127.0.0.1", port)
     client.loop_start()
     try:
-        client.subscribe("central/replies/1", qos=1)
+        client.subscribe(reply_to, qos=1)
         await asyncio.wait_for(subscribed.wait(), 10)
         props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         props.ContentType = "application/json"
-        props.ResponseTopic = "central/replies/1"
+        props.ResponseTopic = reply_to
         props.CorrelationData = b"req-42"
-        client.publish(topic, json.dumps(request), qos=1, properties=props)
-        await asyncio.wait_for(done.wait(), 30)
+        if user_properties:
+            props.UserProperty = user_properties
+        body = request if isinstance(request, bytes) else json.dumps(request).encode()
+        client.publish(topic, body, qos=1, properties=props)
+        await asyncio.wait_for(done.wait(), timeout_s)
     finally:
         client.disconnect()
         client.loop_stop()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Collection
+from types import MappingProxyType
 from typing import Any
 
-from gateway.central_commands import Reply
+from gateway.central_commands import FieldRule, Reply, RequestSchema
 from gateway.errors import CommandError
 
 OCR_COMMAND = "ocr"
@@ -13,6 +14,8 @@ OCR_COMMAND = "ocr"
 
 class OcrCommand:
     """The ``cmd/ocr`` handler; ``request`` asks a running camera to read its regions."""
+
+    schema: RequestSchema = MappingProxyType({"camera": FieldRule(str, required=True)})
 
     def __init__(self, cameras: Collection[str], request: Callable[[str, str], bool]) -> None:
         self._cameras = sorted(cameras)

@@ -11,9 +11,10 @@ import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
-from gateway.central_commands import OCTETS, Reply
+from gateway.central_commands import OCTETS, FieldRule, Reply, RequestSchema
 from gateway.errors import CommandError
 
 ORIGINAL_COMMAND = "xray_original"
@@ -23,6 +24,15 @@ MAX_CHUNK = 1024 * 1024
 
 class OriginalServer:
     """The ``cmd/xray_original`` handler for the configured X-ray devices."""
+
+    schema: RequestSchema = MappingProxyType(
+        {
+            "device": FieldRule(str),
+            "sha256": FieldRule(str, max_chars=64),
+            "scan_id": FieldRule(str),
+            "chunk_bytes": FieldRule(int),
+        }
+    )
 
     def __init__(self, manifests: Mapping[str, Path]) -> None:
         self.manifests = dict(manifests)

@@ -100,6 +100,10 @@ async def test_a_stopped_truck_is_read_and_verified_at_central(
     assert json.dumps(door, ensure_ascii=False)
 
 
+def complete_weighings(central: Central) -> list[dict[str, Any]]:
+    return [r for r in central.records("event/weighing") if r["data"]["status"] == "complete"]
+
+
 async def test_a_truck_driving_onto_the_scale_makes_the_lane_camera_read(
     tmp_path: Path, broker: Mosquitto, central: Central
 ) -> None:
@@ -124,14 +128,16 @@ async def test_a_truck_driving_onto_the_scale_makes_the_lane_camera_read(
         config.write_text(config_text(tmp_path / "data", broker.port, devices) + regions)
         try:
             await gateway.start(timeout_s=60)
-            await central.wait_for(lambda c: bool(c.records("event/weighing")), 120)
+            # The scale plays trucks from before the gateway is up: the first weighing
+            # may be the end of a passage already under way (no_stable_weight).
+            await central.wait_for(lambda c: bool(complete_weighings(c)), 120)
             await central.wait_for(lambda c: bool(c.records("event/ocr")), 120)
             assert await gateway.stop() == 0
         finally:
             await gateway.ensure_stopped()
     triggers = {r["data"]["trigger"] for r in central.records("event/ocr")}
     assert triggers == {"weighing:scale-1"}
-    assert central.records("event/weighing")[0]["data"]["status"] == "complete"
+    assert complete_weighings(central)[0]["data"]["weight_kg"] > 0
 
 
 async def test_a_camera_naming_a_device_that_is_no_scale_is_a_config_error(

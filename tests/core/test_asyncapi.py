@@ -69,6 +69,7 @@ from tests.broker import Central, Message, Mosquitto, free_port, mqtt_request
 from tests.camera.test_gateway import camera
 from tests.camera.test_ocr_gateway import region
 from tests.core.test_daemon import ROOT
+from tests.eseal.test_durability import AUTH_CODE, ELOCKS
 from tests.helpers import config_text, ephemeral_signer, make_config
 from tests.process import GatewayProcess
 
@@ -699,7 +700,7 @@ def fit_drafts(drafts: Sequence[Outgoing]) -> list[tuple[str, dict[str, Any]]]:
 
 # -- seals, e-locks, X-ray scans, media and a command ------------------------------------
 
-REPLY_TOPIC = "central/replies/1"
+REPLY_TOPIC = f"{ROOT}/reply/central-1"  # under the reply prefix, as mqtt_request sends
 """Where :func:`tests.broker.mqtt_request` asks for its replies."""
 
 
@@ -727,7 +728,7 @@ def seal_and_scan_devices(
         {"id": "seal-gate-1", "driver": "eseal.reader", "port": str(reader_link),
          "poll_interval_s": 0.5, "silence_timeout_s": 0},
         {"id": "elock-gw", "driver": "eseal.jt808", "listen_host": "127.0.0.1",
-         "listen_port": jt808_port, "seal_interval_s": 0},
+         "listen_port": jt808_port, "seal_interval_s": 0, "terminals": ELOCKS},
         {"id": "xray-1", "driver": "xray.folder", "path": tmp_path / "drop",
          "manifest": tmp_path / "data" / "xray-1.jsonl", "settle_s": XRAY_SETTLE_S,
          "orphan_after_s": 2.0, "poll_s": 0.1, "preview_height": 128},
@@ -769,7 +770,7 @@ async def test_seals_elocks_scans_media_and_originals_fit_the_document(
     )  # fmt: skip
     elock = EsealSimulator(
         protocol="jt808", tcp_port=jt808_port, events=20, faults=sorted(PROTOCOL_FAULTS["jt808"]),
-        seed=9, speed=8, register=True,
+        seed=9, speed=8, register=True, auth_code=AUTH_CODE,
     )  # fmt: skip
     faults = [f for f in FAULTS if f != "done_marker"]
     scans = XraySimulator(
