@@ -5,7 +5,7 @@
   development machine, so the unit is verified twice: as shipped, where the *only*
   allowed complaint is that missing binary, and as a copy with ExecStart pointed at an
   existing executable, which must verify with no output at all.
-- ``systemd-analyze security --offline=yes`` must rate the unit 2.5 or better.
+- ``systemd-analyze security --offline=yes`` must rate the unit 1.5 or better.
 - The example ``gateway.toml`` must match the unit's directories and the config schema.
 """
 
@@ -25,7 +25,7 @@ SYSTEMD_DIR = Path(__file__).resolve().parents[2] / "systemd"
 UNIT = SYSTEMD_DIR / "edge-gateway.service"
 EXAMPLE_CONFIG = SYSTEMD_DIR / "gateway.toml"
 REAL_EXEC = "/opt/edge-gateway/venv/bin/edge-gateway"
-MAX_EXPOSURE = 2.5
+MAX_EXPOSURE = 1.5
 
 ANALYZE = shutil.which("systemd-analyze")
 needs_analyze = pytest.mark.skipif(
@@ -117,7 +117,7 @@ def test_verify_as_shipped_only_misses_the_installed_binary() -> None:
 
 
 @needs_analyze
-def test_security_exposure_is_at_most_2_5() -> None:
+def test_security_exposure_is_at_most_1_5() -> None:
     help_text = _run("security", "--help")
     if "--offline" not in help_text.stdout + help_text.stderr:
         pytest.skip("this systemd-analyze has no 'security --offline' (needs systemd >= 250)")
@@ -150,6 +150,28 @@ def test_unit_keeps_the_required_settings() -> None:
     assert one["CapabilityBoundingSet"] == ""
     assert one["AmbientCapabilities"] == ""
     assert set(one["RestrictAddressFamilies"].split()) == {"AF_UNIX", "AF_INET", "AF_INET6"}
+
+
+def _bytes(size: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+
+
+def test_unit_bounds_memory_descriptors_and_tasks_and_keeps_files_private() -> None:
+    # issue 13: a flood of connections, a decompression bomb or a leak must hit the
+    # unit's limits, not the box's; nothing the daemon writes is open to others.
+    text = UNIT.read_text(encoding="utf-8")
+    one = {k: v[-1] for k, v in _directives(text).items()}
+    daemon_and_ocr = (112 + 300) << 20  # measured RSS of the daemon and its OCR worker
+    assert daemon_and_ocr < _bytes(one["MemoryHigh"]) < _bytes(one["MemoryMax"])
+    assert 1024 < int(one["LimitNOFILE"]) <= 65536  # above the default soft limit, bounded
+    assert 64 <= int(one["TasksMax"]) <= 1024
+    assert one["PrivateIPC"] == "yes"
+    assert one["PrivateMounts"] == "yes"
+    assert one["UMask"] == "0027"
+    # the secrets' credentials are documented in the unit (commented: sites choose)
+    credentials = re.findall(r"^#?LoadCredential=([\w-]+):/etc/edge-gateway/", text, re.M)
+    assert {"mqtt-password", "mqtt-tls-key", "signing-key"} <= set(credentials), credentials
 
 
 def test_example_config_matches_the_unit_and_the_schema() -> None:
