@@ -251,6 +251,30 @@ async def test_username_and_password_file_over_tls(
     assert statuses(central) == ["online", "offline"]
 
 
+@pytest.mark.parametrize("broker", [TlsListener(password=PASSWORD)], indirect=True)
+async def test_password_from_a_systemd_credential(
+    tmp_path: Path,
+    pki: Pki,
+    broker: TlsBroker,
+    central: Central,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As LoadCredential=mqtt-password:... leaves it: a directory and file only we can read.
+    credentials = tmp_path / "credentials"
+    credentials.mkdir(mode=0o700)
+    (credentials / "mqtt-password").write_text(PASSWORD + "\n")
+    (credentials / "mqtt-password").chmod(0o400)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    extra = tls_extra(pki) + f'\nusername = "{USER}"\npassword_file = "credential:mqtt-password"'
+    config = make_config(tmp_path / "gw", broker.tls_port, extra=extra)
+    assert config.mqtt.password_file == credentials / "mqtt-password"
+    async with outbox(config) as box, Uplink(config, box) as uplink:
+        await box.append([event(0)])
+        await central.wait_for(lambda c: len(c.records("event/test")) == 1, 10)
+        assert await uplink.drained(5)
+    assert statuses(central) == ["online", "offline"]
+
+
 # -- refusals: nothing leaves the outbox, nothing in plaintext ------------------------------
 
 
