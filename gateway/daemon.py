@@ -27,6 +27,7 @@ from gateway.driver import Driver
 from gateway.errors import OutboxError
 from gateway.facts import FactBus
 from gateway.family import FamilyContext, FamilyRuntime
+from gateway.manifests import MANIFEST_COMMAND, ManifestCommand, ManifestStore
 from gateway.outbox import Outbox
 from gateway.permissions import check_secrets, prepare_data_dir
 from gateway.records import Outgoing, Record
@@ -88,6 +89,7 @@ class Daemon:
             max_bytes=config.outbox.max_bytes,
             signer=self.signer,
         )
+        self.manifests = ManifestStore(config.gateway.data_dir)
         self.uplink: Uplink | None = None
         self.bus = FactBus()
         devices = [d for d in config.devices if d.enabled]
@@ -154,6 +156,7 @@ class Daemon:
                 "max_bytes": self.outbox.max_bytes,
                 "path": str(self.outbox.path),
             },
+            "manifests": {"held": len(self.manifests.manifests), "path": str(self.manifests.path)},
             "devices": {s.config.id: s.health.as_dict() for s in self.supervisors},
             **{k: v for r in self.runtimes.values() for k, v in r.status().items()},
             **(
@@ -224,6 +227,7 @@ class Daemon:
 
     def _register_commands(self, uplink: Uplink) -> None:
         """Commands central may send, for the devices configured."""
+        uplink.commands[MANIFEST_COMMAND] = ManifestCommand(self.manifests)
         for runtime in self.runtimes.values():
             uplink.commands.update(runtime.commands())
 

@@ -18,6 +18,7 @@ from gateway.control_socket import follow, request
 from gateway.errors import ConfigError, ControlError, GatewayError
 from gateway.evidence_cli import add_verbs as add_evidence_verbs
 from gateway.family import EXIT_PROBLEM, CliVerbs
+from gateway.manifests import ManifestStore
 from gateway.registry import families, family_of, resolve
 
 EXIT_NO_DAEMON = 3
@@ -144,6 +145,26 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_manifests(args: argparse.Namespace) -> int:
+    """List the pre-arrival manifests held (from the file: no daemon needed)."""
+    config = _load(args)
+    store = ManifestStore(config.gateway.data_dir)
+    held = sorted(store.manifests.values(), key=lambda m: m.id)
+    if args.json:
+        print(json.dumps([m.model_dump(mode="json") for m in held], indent=2, ensure_ascii=False))
+        return 0
+    print(f"{len(held)} manifest(s) in {store.path}")
+    for m in held:
+        weight = f"{m.declared_gross_kg:g} kg" if m.declared_gross_kg is not None else "-"
+        print(
+            f"  {m.id:<20} plate {m.plate:<12} containers {','.join(m.containers) or '-':<24}"
+            f" seals {','.join(m.seals) or '-':<12} gross {weight:<10}"
+            f" scan {'required' if m.scan_required else 'no':<8}"
+            f" until {m.valid_until:%Y-%m-%d %H:%M}"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (separate for tests and --help)."""
     parser = argparse.ArgumentParser(
@@ -173,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     for family in families().values():
         if family.cli is not None:
             resolve(family.cli, where=f"family {family.name!r}")(verbs)
+
+    manifests = sub.add_parser("manifests", help="pre-arrival manifests the centre pushed")
+    manifests.add_argument("--json", action="store_true", help="machine-readable")
+    manifests.set_defaults(func=cmd_manifests)
 
     add_evidence_verbs(sub)
 

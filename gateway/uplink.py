@@ -308,6 +308,10 @@ class _Connection:
         announced = getattr(props, "ReceiveMaximum", None) if props is not None else None
         if isinstance(announced, int) and announced > 0:
             self.window = max(1, min(self.window, announced - 2 - REPLY_WINDOW))
+        # Subscribed before `online` is published: the broker handles one connection's
+        # packets in order, so a requester that waits for `online` is never missed.
+        if up.commands:
+            client.subscribe(f"{up.root}/cmd/+", qos=1)
         client.publish(
             f"{up.root}/status",
             _status_payload("online", up.config, **up.status_extra),
@@ -319,8 +323,6 @@ class _Connection:
             client.publish(
                 f"{up.root}/key", up.key_message, qos=1, retain=True, properties=_json_properties()
             )
-        if up.commands:
-            client.subscribe(f"{up.root}/cmd/+", qos=1)
         up._call(self.connected.set)
 
     def _on_socket_close(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
