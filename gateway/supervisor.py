@@ -12,6 +12,7 @@ record a failure (a full outbox) is logged and the retries go on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
@@ -30,6 +31,11 @@ from gateway.registry import create_driver, processor_for
 log = structlog.get_logger(__name__)
 
 Emit = Callable[[Sequence[Outgoing]], Awaitable[object]]
+
+UNDECODED_CHECK_S = 1.0
+"""How often an open device that has given no reading is looked at."""
+UNDECODED_BAD_FRAMES = 5
+"""Bad frames with no good one before a device is reported as not decoding."""
 
 
 class DeviceSupervisor:
@@ -52,6 +58,8 @@ class DeviceSupervisor:
         self.driver: Driver | None = None
         self._driver_factory = driver_factory
         self._bad_frames_seen = 0
+        self._undecoded = False
+        """Degraded because its bytes never decoded: the first reading recovers it."""
 
     async def run(self) -> None:
         """Open, stream, recover; returns only by cancellation."""
@@ -82,22 +90,72 @@ class DeviceSupervisor:
             self.processor, "stored", None
         )
         async with driver:
-            async for reading in driver.readings():
-                self.health.last_reading = reading.summary()
-                self.health.last_reading_at = reading.at.utc
-                self.health.counters = driver.counters.as_dict()
-                if self.health.state in (
-                    DeviceState.STARTING,
-                    DeviceState.STALLED,
-                    DeviceState.DOWN,
-                    DeviceState.UNAVAILABLE,
-                ):
-                    await self._recovered()
-                drafts = self.processor.feed(reading)
-                if drafts:
-                    await self.emit(drafts)
-                    if stored is not None:
-                        stored(drafts)
+            watcher = asyncio.create_task(self._watch_undecoded(driver), name="undecoded")
+            try:
+                await self._stream(driver, stored)
+            finally:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+
+    async def _stream(
+        self, driver: Driver, stored: Callable[[Sequence[Outgoing]], None] | None
+    ) -> None:
+        async for reading in driver.readings():
+            self.health.last_reading = reading.summary()
+            self.health.last_reading_at = reading.at.utc
+            self.health.counters = driver.counters.as_dict()
+            if self._undecoded or self.health.state in (
+                DeviceState.STARTING,
+                DeviceState.STALLED,
+                DeviceState.DOWN,
+                DeviceState.UNAVAILABLE,
+            ):
+                self._undecoded = False
+                await self._recovered()
+            drafts = self.processor.feed(reading)
+            if drafts:
+                await self.emit(drafts)
+                if stored is not None:
+                    stored(drafts)
+
+    async def _watch_undecoded(self, driver: Driver) -> None:
+        """Report, within seconds, a device whose bytes arrive but never decode.
+
+        The usual cause is a wrong protocol or line setting in the config: the device
+        is there, so it is not ``down``, but nothing it sends is read. It becomes
+        ``degraded`` with the last bad frame as its error (logged once) until its first
+        good reading.
+        """
+        baseline = driver.counters.bad_frames
+        while self.health.state is DeviceState.STARTING or self._undecoded:
+            await asyncio.sleep(UNDECODED_CHECK_S)
+            counters = driver.counters
+            bad = counters.bad_frames - baseline
+            if self._undecoded or self.health.last_reading_at is not None:
+                return
+            if bad < UNDECODED_BAD_FRAMES:
+                continue
+            self._undecoded = True
+            self.health.counters = counters.as_dict()
+            error = (
+                f"bytes arrive but no frame decodes ({bad} bad, 0 good): last"
+                f" {counters.last_bad_frame!r}; check the protocol and line settings"
+                " (gatewayctl probe on its port tells what it speaks)"
+            )
+            self.health.change(DeviceState.DEGRADED, error)
+            log.warning(
+                "device sends nothing that decodes",
+                device=self.config.id,
+                driver=self.config.driver,
+                bad_frames=bad,
+                last_bad_frame=counters.last_bad_frame,
+            )
+            try:
+                await self.emit([self.health.draft()])
+            except Exception:  # the state goes out with the next periodic refresh
+                log.exception("could not record the device's state", device=self.config.id)
+            return
 
     async def _recovered(self) -> None:
         if self.health.state is not DeviceState.STARTING:
