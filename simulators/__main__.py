@@ -135,6 +135,12 @@ def _parser() -> argparse.ArgumentParser:
     eseal.add_argument("--seed", type=int, default=None, help="reproducible scenario and faults")
     eseal.add_argument("--register", action="store_true", help="jt808: register (0x0100) first")
     eseal.add_argument(
+        "--auth-code",
+        default=None,
+        help="jt808: authenticate (0x0102) with this code on each connection (the code the"
+        " gateway's `terminals` lists for this e-lock)",
+    )
+    eseal.add_argument(
         "--alert-form",
         choices=ESEAL_ALERT_FORMS,
         default="plain",
@@ -244,6 +250,7 @@ async def _run_eseal(args: argparse.Namespace) -> int:
             seed=args.seed,
             speed=args.speed,
             register=args.register,
+            auth_code=args.auth_code,
             alert_form=args.alert_form,
             jt808_version=args.jt808_version,
         )

@@ -52,6 +52,8 @@ ELOCK_SPEED = 0.25
 ELOCK_2019 = "13800001909"
 ELOCK_2013 = "13800001303"
 """The e-lock reports once a second at speed 1: one every 4 s here."""
+ELOCK_CODES = {ELOCK_2019: "demo-elock-1909", ELOCK_2013: "demo-elock-1303"}
+"""The demo listener's allowlist: terminal -> authentication code (0x0102)."""
 XRAY_INTERVAL_S = 20.0
 XRAY_FAULTS = ("bad_check_digit", "non_ascii", "corrupt")
 XRAY_SIZE = (1024, 512)
@@ -112,6 +114,8 @@ def write_config(workdir: Path, ports: Ports) -> Path:
     lines += _device(
         id=ELOCK_SERVER, driver="eseal.jt808", listen_host="127.0.0.1", listen_port=ports.elock
     )
+    codes = ", ".join(f'"{terminal}" = "{code}"' for terminal, code in ELOCK_CODES.items())
+    lines.append(f"terminals = {{ {codes} }}")  # the e-locks admitted, in the table above
     lines += _device(
         id=XRAY,
         driver="xray.folder",
@@ -224,6 +228,7 @@ async def _devices_after_gateway(
                 protocol="jt808",
                 tcp_port=ports.elock,
                 register=True,
+                auth_code=ELOCK_CODES[terminal],
                 speed=ELOCK_SPEED * speed,
                 terminal=terminal,
                 jt808_version=version,

@@ -34,7 +34,10 @@ gateway must handle:
   seconds along a road, with lock state and, sometimes, alarm bits (door opened without
   approval, GNSS fault, low voltage), and a heartbeat 0x0002 every few reports. A
   report the codec counts as an alarm is resent (same serial) every :data:`REPEAT_S`
-  seconds until a 0x8001 general response for its serial arrives.
+  seconds until a 0x8001 general response for its serial arrives. With ``auth_code``
+  (or a code the registration answer gave) it authenticates (0x0102, JT/T 808-2019 §8.8)
+  on every connection before anything else, as the standard has terminals do; a
+  refused code (0x8001 result 1) ends the play (``auth_refused``).
 
 Faults (``faults``), each drawn per frame from the seeded fault stream:
 
@@ -68,13 +71,18 @@ from pathlib import Path
 from typing import Literal, Self
 
 from drivers.eseal.codec_jt808 import (
+    AUTHENTICATION,
     HEARTBEAT,
     PLATFORM_GENERAL_RESPONSE,
     PROTOCOL_VERSION_2019,
     REGISTRATION,
+    REGISTRATION_OK,
     REGISTRATION_RESPONSE,
+    REGISTRATION_TERMINAL_REGISTERED,
+    RESULT_OK,
     Jt808Codec,
     encode,
+    encode_authentication,
     escape,
     unescape,
 )
@@ -238,7 +246,10 @@ class EsealSimulator(PlayingSimulator):
         seed: seeds the scenario and the faults; ``None`` picks one (see :attr:`seed`).
         speed: time compression; every duration is divided by it.
         start_time: simulated UTC time of the first event; default: now, whole seconds.
-        register: jt808: send a registration 0x0100 first and wait for 0x8100.
+        register: jt808: send a registration 0x0100 first and wait for 0x8100 (its code,
+            with result 0, replaces ``auth_code``).
+        auth_code: jt808: authenticate (0x0102) with this code on every connection;
+            ``None``: only with a code a registration answer gave.
         reader: the reader's number on the bus.
         terminal: the jt808 terminal phone number (12 digits).
         crc_init: the reader's CRC start value.
@@ -281,6 +292,7 @@ class EsealSimulator(PlayingSimulator):
         speed: float = 1.0,
         start_time: datetime | None = None,
         register: bool = False,
+        auth_code: str | None = None,
         reader: int = DEFAULT_READER,
         terminal: str = DEFAULT_TERMINAL,
         crc_init: int = 0xFFFF,
@@ -308,6 +320,7 @@ class EsealSimulator(PlayingSimulator):
         self.seed = seed if seed is not None else random.randrange(2**32)
         self.start_time = (start_time or datetime.now(UTC)).replace(microsecond=0)
         self.register = register
+        self.auth_code, self.auth_refused = auth_code, False
         self.reader = reader
         self._version, self.terminal = _jt808_header(jt808_version, terminal)
         self.fault_rates = {**DEFAULT_FAULT_RATES, **(fault_rates or {})}
@@ -324,6 +337,7 @@ class EsealSimulator(PlayingSimulator):
         self._jt808 = Jt808Codec()
         self._pending: dict[tuple[object, ...], _Pending] = {}
         self._registered = asyncio.Event()
+        self._auth_result: asyncio.Future[int] | None = None
         self._serial = 0  # jt808 terminal message serial
         self._sequence = 0  # reader: the seals' event record numbers (EV#)
         self._in_range: SealRead | None = None  # reader: the last seal read, for requests
@@ -480,10 +494,18 @@ class EsealSimulator(PlayingSimulator):
             if not isinstance(msg, Jt808Message):
                 continue
             if msg.msg_id == PLATFORM_GENERAL_RESPONSE and len(msg.body) >= 5:
-                reply_serial, reply_id = struct.unpack_from(">HH", msg.body)
+                reply_serial, reply_id, result = struct.unpack_from(">HHB", msg.body)
                 if reply_id == LOCATION_REPORT:
                     self._acknowledge(("report", reply_serial))
-            elif msg.msg_id == REGISTRATION_RESPONSE:
+                elif reply_id == AUTHENTICATION and self._waiting_auth():
+                    assert self._auth_result is not None
+                    self._auth_result.set_result(result)
+            elif msg.msg_id == REGISTRATION_RESPONSE and len(msg.body) >= 3:
+                result = msg.body[2]  # §8.6: reply serial WORD, result BYTE, code STRING
+                if result == REGISTRATION_OK:
+                    self.auth_code = msg.body[3:].decode("gbk")
+                elif result != REGISTRATION_TERMINAL_REGISTERED:
+                    self.auth_refused = True
                 self._registered.set()
 
     def _answer_read(self) -> None:
@@ -755,6 +777,8 @@ class EsealSimulator(PlayingSimulator):
         await self._connect()
         if self.register:
             await self._register()
+        if self.auth_code is not None and not self.auth_refused:
+            await self._authenticate()
         for pending in self._pending.values():  # resend what the old connection lost
             pending.next_repeat = 0.0
 
@@ -764,7 +788,7 @@ class EsealSimulator(PlayingSimulator):
         sizes = "5s20s7s" if self._version is None else "11s30s30s"
         body = struct.pack(f">HH{sizes}B", 0, 0, b"SIMLK", b"ESEAL-SIM", b"LOCK001", 0)
         body += b"SIM-0001"
-        while not self._registered.is_set():
+        while not self._registered.is_set() and not self.auth_refused:
             frame = encode(
                 REGISTRATION, self.terminal, self._next_serial(), body, version=self._version
             )
@@ -775,6 +799,31 @@ class EsealSimulator(PlayingSimulator):
             if self._writer is None:
                 await self._connect()
 
+    def _waiting_auth(self) -> bool:
+        return self._auth_result is not None and not self._auth_result.done()
+
+    async def _authenticate(self) -> None:
+        """0x0102 with :attr:`auth_code`, repeated until the platform answers (0x8001,
+        §8.2: result 0 ok, else refused) or hangs up (the next round reconnects)."""
+        assert self.auth_code is not None
+        while self._writer is not None:
+            self._auth_result = asyncio.get_running_loop().create_future()
+            frame = encode_authentication(
+                self.terminal, self._next_serial(), self.auth_code, version=self._version
+            )
+            self._raw_write(frame)
+            try:
+                async with asyncio.timeout(REPEAT_S / self.speed):
+                    result = await self._auth_result
+            except TimeoutError:
+                continue
+            finally:
+                self._auth_result = None
+            if result != RESULT_OK:
+                self.auth_refused = True
+                log.warning("e-seal simulator: authentication refused (result %d)", result)
+            return
+
     async def _play_jt808(self) -> None:
         loop = asyncio.get_running_loop()
         with self._capture_crash(log, "e-seal simulator failed"):
@@ -782,6 +831,8 @@ class EsealSimulator(PlayingSimulator):
             next_report = loop.time()
             while self.events is None or played < self.events:
                 await self._ensure_connected()
+                if self.auth_refused:  # a refused e-lock gives up
+                    break
                 now = loop.time()
                 if now >= next_report:
                     frame, report = self._next_report(self.start_time + timedelta(seconds=played))
@@ -798,7 +849,8 @@ class EsealSimulator(PlayingSimulator):
                     next_report = max(next_report + REPORT_S / self.speed, now)
                 self._repeat_pending(now)
                 await asyncio.sleep(min(POLL_S, REPORT_S / self.speed))
-            await self._drain(loop)
+            if not self.auth_refused:
+                await self._drain(loop)
         self.finished.set()
 
     def _next_report(self, sim_time: datetime) -> tuple[bytes, PositionReported]:

@@ -8,6 +8,24 @@ from typing import Any
 
 from gateway.family import EXIT_PROBLEM, CliVerbs
 
+REFUSALS = (
+    "connections_refused",
+    "connections_refused_address",
+    "connections_refused_network",
+    "connections_evicted",
+    "connections_closed_idle",
+    "connections_closed_unauthenticated",
+    "connections_closed_write_buffer",
+    "connections_replaced",
+    "frames_rate_limited",
+    "frames_unauthenticated",
+    "frames_wrong_terminal",
+    "terminals_unknown",
+    "terminals_auth_failed",
+)
+"""The JT/T 808 listener's refusal counters (:mod:`drivers.eseal.driver_jt808`), in the
+order ``gatewayctl status`` shows them. Kept here so listing the verbs imports no driver."""
+
 
 def cmd_probe_eseal(args: argparse.Namespace) -> int:
     """Look for an e-seal gate reader on a port."""
@@ -57,4 +75,9 @@ def describe(device: dict[str, Any]) -> list[str]:
                 if counters.get(f"terminals_{v}")]  # fmt: skip
     if versions:  # connections by the header version their terminal spoke
         lines.append(f"JT/T 808 terminals by protocol version: {', '.join(versions)}")
+    refused = [f"{name}={counters[name]}" for name in REFUSALS if counters.get(name)]
+    if refused:  # what the JT/T 808 listener refused or closed (issue 13)
+        unknown = counters.get("last_unknown_terminal")
+        last = f" (last unknown terminal {unknown})" if unknown else ""
+        lines.append(f"refused: {' '.join(refused)}{last}")
     return lines

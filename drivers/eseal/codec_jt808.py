@@ -73,7 +73,9 @@ and a vendor's bits come only from configuration, a preset of
 :data:`FLAG_PRESETS` and/or an explicit mapping.
 
 Other messages (heartbeat 0x0002, registration 0x0100, authentication 0x0102, ...)
-come out as :class:`Jt808Message` with the raw body. A location report that is
+come out as :class:`Jt808Message` with the raw body; :func:`authentication_code` reads
+the code out of a 0x0102 body and :func:`encode_authentication` builds one (for the
+simulator). A location report that is
 encrypted or split into packets also comes out as :class:`Jt808Message` (this codec
 does not decrypt or reassemble).
 """
@@ -113,6 +115,15 @@ RESULT_FAILURE = 1
 RESULT_MESSAGE_ERROR = 2
 RESULT_NOT_SUPPORTED = 3
 RESULT_ALARM_CONFIRMED = 4
+
+# Registration response results (§8.6): 0 success, 1 vehicle already registered, 2 no
+# such vehicle, 3 terminal already registered, 4 no such terminal.
+REGISTRATION_OK = 0
+REGISTRATION_TERMINAL_REGISTERED = 3
+REGISTRATION_NO_SUCH_TERMINAL = 4
+
+_AUTH_IMEI = 15  # 2019 §8.8: terminal IMEI BYTE[15]
+_AUTH_SOFTWARE = 20  # 2019 §8.8: software version BYTE[20]
 
 MAX_BODY = 0x3FF  # properties bits 0-9
 _HEADER = 12  # 2013: id, properties, BCD[6] phone, serial
@@ -356,6 +367,52 @@ def encode(
     content += body
     content += bytes([_xor(content)])
     return bytes([FLAG]) + escape(content) + bytes([FLAG])
+
+
+def terminal_key(terminal: str) -> str:
+    """The terminal phone number without its leading zeros, so that a 2013 header's 12
+    digits and a 2019 header's 20 digits of the same phone compare equal (§4.4 header
+    table: the number is left-padded with zeros to the field's size)."""
+    return terminal.lstrip("0") or "0"
+
+
+def authentication_code(body: bytes, version: int | None) -> bytes:
+    """The authentication code of a 0x0102 terminal authentication body (raw GBK bytes).
+
+    JT/T 808-2013 (terminal authentication, 0x0102): the whole body is the code, a
+    STRING (a trailing NUL some terminals add is dropped). JT/T 808-2019
+    §8.8: code length BYTE, code STRING[n], terminal IMEI BYTE[15], software version
+    BYTE[20]. ``version`` is the header's (``None``: a 2013 header).
+
+    Raises:
+        FrameError: a 2019 body whose length byte does not fit the body.
+    """
+    if version is None:
+        return body.removesuffix(b"\x00")
+    if not body or 1 + body[0] > len(body):
+        raise FrameError(f"jt808: 0x0102 body of {len(body)} bytes has no code of its length")
+    return body[1 : 1 + body[0]]
+
+
+def encode_authentication(
+    terminal: str, serial: int, code: str, *, version: int | None = None, imei: str = ""
+) -> bytes:
+    """A 0x0102 terminal authentication frame as a terminal sends it (see
+    :func:`authentication_code` for the two bodies).
+
+    Raises:
+        ValueError: the code is not GBK or (2019) longer than 255 bytes.
+    """
+    raw = code.encode("gbk")
+    if version is None:
+        body = raw
+    else:
+        if len(raw) > 0xFF:
+            raise ValueError(f"an authentication code of {len(raw)} bytes does not fit 2019's")
+        body = bytes([len(raw)]) + raw
+        body += imei.encode("ascii").ljust(_AUTH_IMEI, b"\x00")[:_AUTH_IMEI]
+        body += bytes(_AUTH_SOFTWARE)
+    return encode(AUTHENTICATION, terminal, serial, body, version=version)
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,7 @@ from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import Field
 
@@ -66,6 +66,22 @@ JT808_ALARM_EVENTS: dict[str, str] = {
 
 DEDUP_MEMORY = 4096
 """Keys remembered for de-duplication (a reader repeats for minutes, not days)."""
+
+TERMINAL_MEMORY = 4096
+"""Seals and terminals whose last state is remembered (routine-read throttling, raised
+alarms); past that the least recently seen is forgotten, so made-up ids cannot grow it.
+The JT/T 808 listener admits at most 1024 listed terminals, so none of them is."""
+
+_V = TypeVar("_V")
+
+
+def _remember(memory: OrderedDict[str, _V], who: str, value: _V) -> None:
+    """Set ``memory[who]`` as the most recently seen, forgetting the oldest past the cap."""
+    memory[who] = value
+    memory.move_to_end(who)
+    if len(memory) > TERMINAL_MEMORY:
+        memory.popitem(last=False)
+
 
 UNTIMED_REPEAT_S = 120.0
 """A report without device time repeats a stored one (same terminal, event and message
@@ -187,8 +203,8 @@ class SealProcessor:
         self.interval_s = interval_s
         self.bus = bus or FactBus()
         self._seen = _Seen()
-        self._last: dict[str, tuple[tuple[Any, ...], float]] = {}  # who -> (state, mono)
-        self._alarms: dict[str, frozenset[str]] = {}  # terminal -> alarm events stored raised
+        self._last: OrderedDict[str, tuple[tuple[Any, ...], float]] = OrderedDict()  # (state, mono)
+        self._alarms: OrderedDict[str, frozenset[str]] = OrderedDict()  # stored raised events
         self._in_range: bool | None = None
         self._unstored: dict[str, tuple[_Key, tuple[str, str] | None]] = {}  # text -> key, raised
 
@@ -323,7 +339,7 @@ class SealProcessor:
             }
             drafts.append(self._event(data, when, alarm=True))
         # An alarm raised now counts as raised once its record is durable (stored()).
-        self._alarms[report.terminal] = before if resent else events & before
+        _remember(self._alarms, report.terminal, before if resent else events & before)
         state = (locked, tuple(sorted(report.flags)), report.located)
         if self._due(report.terminal, state, report.at.mono):
             data = {
@@ -351,7 +367,7 @@ class SealProcessor:
             self._seen.remember(key)
             if raised is not None:
                 terminal, event = raised
-                self._alarms[terminal] = self._alarms.get(terminal, frozenset()) | {event}
+                _remember(self._alarms, terminal, self._alarms.get(terminal, frozenset()) | {event})
 
     def _drafted(self, key: _Key, raised: tuple[str, str] | None = None) -> str:
         """``key``'s record is drafted, to be remembered once :meth:`stored`; its text.
@@ -366,7 +382,7 @@ class SealProcessor:
         last = self._last.get(who)
         if last is not None and last[0] == state and mono - last[1] < self.interval_s:
             return False
-        self._last[who] = (state, mono)
+        _remember(self._last, who, (state, mono))
         return True
 
     def _event(self, data: dict[str, Any], ts: datetime, *, alarm: bool) -> Draft:

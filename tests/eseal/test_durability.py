@@ -20,7 +20,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from drivers.eseal.codec_jt808 import PLATFORM_GENERAL_RESPONSE, Jt808Codec, encode
+from pydantic import SecretStr
+
+from drivers.eseal.codec_jt808 import (
+    AUTHENTICATION,
+    PLATFORM_GENERAL_RESPONSE,
+    Jt808Codec,
+    encode,
+    encode_authentication,
+)
 from drivers.eseal.codec_reader import (
     CLOSE_BURST,
     OPENED,
@@ -53,6 +61,11 @@ from tests.helpers import config_text
 from tests.process import GatewayProcess
 
 TERMINAL = "013800138000"
+AUTH_CODE = "lane3-elock"
+ELOCKS = {TERMINAL: AUTH_CODE, "13900139000": AUTH_CODE}
+"""The e-locks the tests' listeners admit (the simulators' 2013 and 2019 terminals)."""
+ELOCK_CODES = {terminal: SecretStr(code) for terminal, code in ELOCKS.items()}
+"""The same, as a :class:`Jt808Section` holds them."""
 
 AlarmKey = tuple[str, str, str | None]
 
@@ -97,12 +110,12 @@ class RefusingEmit:
 
 
 @contextlib.asynccontextmanager
-async def supervised(config: DeviceSection, emit: Emit) -> AsyncIterator[None]:
+async def supervised(config: DeviceSection, emit: Emit) -> AsyncIterator[DeviceSupervisor]:
     """The device under its supervisor (quick retries) while the block runs."""
     supervisor = DeviceSupervisor(config, emit, backoff=Backoff(base_s=0.05, cap_s=0.1))
     task = asyncio.create_task(supervisor.run(), name=f"device-{config.id}")
     try:
-        yield
+        yield supervisor
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -245,17 +258,20 @@ async def test_a_plain_reader_gets_one_alarm_per_opening(tmp_path: Path) -> None
 class Terminal:
     """A scripted JT/T 808 e-lock on TCP: sends what the test says, notes the answers."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, terminal: str = TERMINAL) -> None:
         self.port = port
+        self.terminal = terminal
         self.codec = Jt808Codec()
         self.answered: list[int] = []  # serials of the location reports answered
+        self.auth_results: list[int] = []  # 0x8001 results to our authentications
         self.changed = asyncio.Event()  # an answer arrived, or the platform hung up
         self.connected = False
         self._writer: asyncio.StreamWriter | None = None
         self._rx: asyncio.Task[None] | None = None
 
-    async def connect(self) -> None:
-        """Connect, retrying while the platform does not listen (as terminals do)."""
+    async def connect(self, auth_code: str | None = AUTH_CODE) -> None:
+        """Connect, retrying while the platform does not listen (as terminals do), and
+        authenticate with ``auth_code`` (``None``: do not)."""
         async with asyncio.timeout(10):
             while True:
                 try:
@@ -265,6 +281,10 @@ class Terminal:
                     await asyncio.sleep(0.05)
         self.connected = True
         self._rx = asyncio.create_task(self._receive(reader, self._writer), name="jt808-rx")
+        if auth_code is not None:
+            answers = len(self.auth_results)
+            self.send(encode_authentication(self.terminal, 0, auth_code))
+            await self.until(lambda: len(self.auth_results) > answers or not self.connected)
 
     async def _receive(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -274,9 +294,12 @@ class Terminal:
                         if (
                             isinstance(msg, Jt808Message)
                             and msg.msg_id == PLATFORM_GENERAL_RESPONSE
-                            and struct.unpack_from(">H", msg.body, 2)[0] == LOCATION_REPORT
                         ):
-                            self.answered.append(struct.unpack_from(">H", msg.body)[0])
+                            serial, msg_id, result = struct.unpack_from(">HHB", msg.body)
+                            if msg_id == LOCATION_REPORT:
+                                self.answered.append(serial)
+                            elif msg_id == AUTHENTICATION:
+                                self.auth_results.append(result)
                             self.changed.set()
         finally:
             writer.close()
@@ -290,8 +313,8 @@ class Terminal:
     def report(self, serial: int, *, door_open: bool, when: datetime | None = None) -> bytes:
         """A 0x0200 frame: the door opened without approval, or locked."""
         flags = {"door_open", "illegal_door_open"} if door_open else {"locked"}
-        return self.codec.encode_location(terminal=TERMINAL, serial=serial, lat=41.3, lon=69.2,
-                                          device_time=when, flags=flags)  # fmt: skip
+        return self.codec.encode_location(terminal=self.terminal, serial=serial, lat=41.3,
+                                          lon=69.2, device_time=when, flags=flags)  # fmt: skip
 
     async def until(self, done: Callable[[], bool]) -> None:
         """Wait (on answers and hang-ups, no polling) until ``done()``."""
@@ -312,7 +335,7 @@ async def test_a_refused_jt808_alarm_report_is_answered_only_once_its_resend_is_
 ) -> None:
     port = free_port()
     config = Jt808Section(id="elock-gw", driver="eseal.jt808", listen_host="127.0.0.1",
-                         listen_port=port, seal_interval_s=0)  # fmt: skip
+                         listen_port=port, seal_interval_s=0, terminals=ELOCK_CODES)  # fmt: skip
     outbox = Outbox(tmp_path / "outbox.sqlite3", site="s", gateway="g", max_bytes=1 << 24)
     terminal = Terminal(port)
     answered_early: list[int] = []  # reports the terminal had an answer for when stored
@@ -344,10 +367,12 @@ async def test_a_refused_jt808_alarm_report_is_answered_only_once_its_resend_is_
     assert not answered_early, "answered only after its record was durable"
 
 
-def jt808_config(tmp_path: Path, broker: Mosquitto, port: int) -> Path:
+def jt808_config(tmp_path: Path, broker: Mosquitto, port: int, **extra: Any) -> Path:
+    """A gateway with one JT/T 808 listener admitting :data:`ELOCKS` (``extra`` keys)."""
     config = tmp_path / "gateway.toml"
     device = {"id": "elock-gw", "driver": "eseal.jt808", "listen_host": "127.0.0.1",
-              "listen_port": port, "seal_interval_s": 0}  # fmt: skip
+              "listen_port": port, "seal_interval_s": 0, "terminals": ELOCKS,
+              **extra}  # fmt: skip
     config.write_text(config_text(tmp_path / "data", broker.port, [device]))
     return config
 
@@ -395,7 +420,8 @@ async def test_an_elock_simulator_without_a_clock_gets_every_rising_alarm(
     try:
         await gateway.start()
         async with EsealSimulator(protocol="jt808", tcp_port=port, events=40, seed=9, speed=8,
-                                  faults=["duplicate"], clock=False) as sim:  # fmt: skip
+                                  faults=["duplicate"], clock=False,
+                                  auth_code=AUTH_CODE) as sim:  # fmt: skip
             await asyncio.wait_for(sim.finished.wait(), 60)
         expected: Counter[str] = Counter()
         before = frozenset[str]()
@@ -420,7 +446,7 @@ async def test_location_reports_the_codec_cannot_decode_are_not_answered(
 ) -> None:
     port = free_port()
     config = Jt808Section(id="elock-gw", driver="eseal.jt808", listen_host="127.0.0.1",
-                         listen_port=port)  # fmt: skip
+                         listen_port=port, terminals=ELOCK_CODES)  # fmt: skip
     outbox = Outbox(tmp_path / "outbox.sqlite3", site="s", gateway="g", max_bytes=1 << 24)
     terminal = Terminal(port)
     async with outbox, supervised(config, outbox.append):

@@ -24,7 +24,7 @@ from drivers.eseal.readings import NoSealInRange, PositionReported, SealAlert, S
 from gateway.records import rfc3339
 from simulators.eseal import PROTOCOL_FAULTS, TIMED_FAULTS, AlertForm, EsealSimulator
 from tests.broker import Central, Mosquitto, free_port
-from tests.eseal.test_durability import alert_key, jt808_config, record_key
+from tests.eseal.test_durability import AUTH_CODE, alert_key, jt808_config, record_key
 from tests.helpers import config_text
 from tests.process import GatewayProcess
 
@@ -211,7 +211,7 @@ async def test_jt808_elock_alarms_and_positions_reach_central_once(
         await gateway.start()
         async with EsealSimulator(
             protocol="jt808", tcp_port=port, events=40, faults=faults, seed=9, speed=8,
-            register=True,
+            register=True, auth_code=AUTH_CODE,
         ) as sim:  # fmt: skip
             await asyncio.wait_for(sim.finished.wait(), 60)
         reports = [s for s in sim.sent if not isinstance(s, SealRead | SealAlert | NoSealInRange)]
@@ -250,9 +250,10 @@ async def test_jt808_2013_and_2019_elocks_share_the_listener_and_status_shows_bo
     try:
         await gateway.start()
         old = EsealSimulator(protocol="jt808", tcp_port=port, events=12, seed=9, speed=8,
-                             register=True, terminal="013800138000")  # fmt: skip
+                             register=True, auth_code=AUTH_CODE,
+                             terminal="013800138000")  # fmt: skip
         new = EsealSimulator(protocol="jt808", tcp_port=port, events=12, seed=10, speed=8,
-                             register=True, terminal="13900139000",
+                             register=True, auth_code=AUTH_CODE, terminal="13900139000",
                              jt808_version="2019")  # fmt: skip
         async with old, new:
             await asyncio.wait_for(asyncio.gather(old.finished.wait(), new.finished.wait()), 60)

@@ -21,7 +21,7 @@ from typing import Literal, TypeVar
 
 import pytest
 
-from drivers.eseal.codec_jt808 import REGISTRATION, Jt808Codec
+from drivers.eseal.codec_jt808 import AUTHENTICATION, REGISTRATION, Jt808Codec, authentication_code
 from drivers.eseal.codec_reader import Decoded, SealReaderCodec
 from drivers.eseal.probe import probe_reader, render
 from drivers.eseal.readings import (
@@ -256,7 +256,8 @@ async def _pump(reader: asyncio.StreamReader, host: ReaderHost) -> None:
 
 @dataclass
 class Platform:
-    """The gateway's JT/T 808 server: decodes, answers every report (and registration)."""
+    """The gateway's JT/T 808 server: decodes, answers every report (registration with the
+    code "ok", and authentication)."""
 
     codec: Jt808Codec = field(default_factory=Jt808Codec)
     reports: list[PositionReported] = field(default_factory=list)
@@ -280,6 +281,8 @@ class Platform:
                         self.others.append(msg)
                         if msg.msg_id == REGISTRATION:
                             writer.write(self.codec.registration_response(msg, auth_code="ok"))
+                        elif msg.msg_id == AUTHENTICATION:
+                            writer.write(self.codec.general_response(msg))
         except ConnectionError:
             pass
         finally:
@@ -331,6 +334,10 @@ async def test_jt808_reports_match_and_alarms_are_acked(version: Literal["2013",
     sim = await run_jt808(platform, events=25, seed=5, register=True, jt808_version=version)
     assert not platform.errors
     assert any(m.msg_id == REGISTRATION for m in platform.others)
+    auths = [m for m in platform.others if m.msg_id == AUTHENTICATION]
+    assert auths and all(authentication_code(m.body, m.version) == b"ok" for m in auths), (
+        "the e-lock authenticates with the code its registration was given"
+    )
     protocols = {m.protocol for m in platform.others} | {m.protocol for m in platform.reports}
     assert protocols == {version}
     assert len(sim.terminal) == (12 if version == "2013" else 20)
