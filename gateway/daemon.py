@@ -14,6 +14,7 @@ import io
 import os
 import signal
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
@@ -27,6 +28,7 @@ from gateway.driver import Driver
 from gateway.errors import OutboxError
 from gateway.facts import FactBus
 from gateway.family import FamilyContext, FamilyRuntime
+from gateway.health import DeviceState
 from gateway.manifests import MANIFEST_COMMAND, ManifestCommand, ManifestStore
 from gateway.outbox import Outbox
 from gateway.permissions import check_secrets, prepare_data_dir
@@ -41,6 +43,7 @@ from gateway.uplink import Uplink
 log = structlog.get_logger(__name__)
 
 STATE_INTERVAL_S = 60.0
+STATUS_INTERVAL_S = 2.0
 SERVICE_START_S = 120.0
 """Devices start once every service is up or has failed once, or after this long."""
 DRAIN_TIMEOUT_S = 5.0
@@ -194,6 +197,7 @@ class Daemon:
                     await self._serve()
                     await asyncio.gather(*self._background, return_exceptions=True)
                     notify("STOPPING=1")
+                    notify(f"STATUS=stopping; {self.status_line()}")
                     log.info("gateway stopping")
                     await self.emit([s.stopped() for s in self.supervisors])
                     if not await uplink.drained(DRAIN_TIMEOUT_S):
@@ -253,18 +257,45 @@ class Daemon:
                 group.create_task(s.run(), name=f"service-{s.service.name}") for s in self.services
             ]
             await self._services_settled()  # the OCR engine warm before the first passage
+            await self._record_states()  # central forgets last run's retained `stopped` now
             tasks += [
                 group.create_task(s.run(), name=f"device-{s.config.id}") for s in self.supervisors
             ]
             tasks.append(group.create_task(self._state_loop(), name="device-state"))
+            tasks.append(group.create_task(self._status_loop(), name="service-status"))
             interval = watchdog_interval_s()
             if interval is not None:
                 tasks.append(group.create_task(watchdog_loop(interval), name="watchdog"))
             notify("READY=1")
-            notify(f"STATUS=serving {len(self.supervisors)} device(s)")
+            notify(f"STATUS={self.status_line()}")
             log.info("gateway ready", control=str(self.config.control_socket))
             await self.stop.wait()
             await cancel_all(tasks)
+
+    def status_line(self) -> str:
+        """One line for ``systemctl status``: devices, uplink, outbox."""
+        states = [s.health.state for s in self.supervisors]
+        up = sum(state is DeviceState.UP for state in states)
+        others = Counter(str(state) for state in states if state is not DeviceState.UP)
+        devices = f"{up}/{len(states)} devices up" + "".join(
+            f", {count} {state}" for state, count in sorted(others.items())
+        )
+        link = self.uplink is not None and self.uplink.stats.connected
+        return (
+            f"{devices}; uplink {'connected' if link else 'DISCONNECTED'};"
+            f" outbox {self.outbox.stats.depth} queued"
+            + ("; DISK FULL" if self.outbox.stats.disk_full else "")
+        )
+
+    async def _status_loop(self) -> None:
+        """Keep the service manager's STATUS= current (it is cheap: a datagram)."""
+        shown = ""
+        while True:
+            await asyncio.sleep(STATUS_INTERVAL_S)
+            line = self.status_line()
+            if line != shown:
+                notify(f"STATUS={line}")
+                shown = line
 
     async def _state_loop(self) -> None:
         """Device states every minute; a round that cannot be recorded is not the end."""

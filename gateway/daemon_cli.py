@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import os
 import sys
 from pathlib import Path
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     os.umask(UMASK)  # before anything is created: logs, the outbox, its WAL, state files
+    faulthandler.enable(all_threads=True)  # a watchdog SIGABRT leaves every thread's stack
     configure_logging(
         args.log_level, json=None if args.log_format is None else args.log_format == "json"
     )

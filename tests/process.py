@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -20,6 +21,7 @@ class GatewayProcess:
         self.notes: list[str] = []
         self._sock: socket.socket | None = None
         self._ready: asyncio.Event | None = None
+        self._noted: asyncio.Event | None = None
         self.log = workdir / "gateway.log"
 
     async def start(self, timeout_s: float = 20) -> None:
@@ -30,6 +32,7 @@ class GatewayProcess:
         self._sock.bind(str(self.notify_path))
         self._sock.setblocking(False)
         self._ready = asyncio.Event()
+        self._noted = asyncio.Event()
         loop.add_reader(self._sock.fileno(), self._on_note)
         env = {**os.environ, "NOTIFY_SOCKET": str(self.notify_path), "WATCHDOG_USEC": "2000000"}
         env.pop("WATCHDOG_PID", None)
@@ -64,8 +67,21 @@ class GatewayProcess:
         except BlockingIOError:
             return
         self.notes.append(data)
+        if self._noted is not None:
+            self._noted.set()
         if "READY=1" in data:
             self._ready.set()
+
+    async def wait_note(self, predicate: Callable[[str], bool], timeout_s: float = 20) -> str:
+        """The first sd_notify datagram (received so far or next) that fits ``predicate``."""
+        assert self._noted is not None, "start() first"
+        async with asyncio.timeout(timeout_s):
+            while True:
+                self._noted.clear()
+                found = next((n for n in self.notes if predicate(n)), None)
+                if found is not None:
+                    return found
+                await self._noted.wait()
 
     async def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 20) -> int:
         """Send ``sig`` and wait for the exit code."""
