@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.config import CommandsSection
 from gateway.errors import CommandError
+from gateway.ratelimit import TokenBucket
 
 COMMAND_CONTEXT = b"customs-edge-gateway command/1\x00"
 EXCERPT_CHARS = 120
@@ -45,25 +46,6 @@ def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
     """``value`` as text, cut to ``limit`` characters with the length said."""
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} chars)"
-
-
-class TokenBucket:
-    """``rate`` tokens a second, at most ``burst`` saved up."""
-
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float]) -> None:
-        self.rate, self.burst, self._clock = rate, burst, clock
-        self._tokens = float(burst)
-        self._at = clock()
-
-    def take(self) -> bool:
-        """One token if there is one."""
-        now = self._clock()
-        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
-        self._at = now
-        if self._tokens < 1:
-            return False
-        self._tokens -= 1
-        return True
 
 
 def signed_bytes(topic: str, response: str, correlation: bytes | None, payload: bytes) -> bytes:

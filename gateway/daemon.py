@@ -133,7 +133,10 @@ class Daemon:
         return await self.outbox.append(drafts)
 
     def status(self) -> dict[str, Any]:
-        """Everything ``gatewayctl status`` prints."""
+        """Everything ``gatewayctl status`` prints (device counters as they are now)."""
+        for supervisor in self.supervisors:
+            if supervisor.driver is not None:
+                supervisor.health.counters = supervisor.driver.counters.as_dict()
         uplink = self.uplink
         return {
             "gateway": {

@@ -88,6 +88,7 @@ from drivers.eseal.readings import LOCATION_REPORT, Jt808Message, PositionReport
 from gateway.config import DeviceSection
 from gateway.driver import Driver, DriverCounters
 from gateway.errors import DeviceInitError, FrameError
+from gateway.ratelimit import TokenBucket
 from gateway.readings import Reading, Stamp
 
 log = structlog.get_logger(__name__)
@@ -230,25 +231,6 @@ class Jt808Counters(DriverCounters):
         return out
 
 
-@dataclass(slots=True)
-class _Bucket:
-    """A token bucket: ``rate`` frames per second, ``burst`` at once."""
-
-    rate: float
-    burst: float
-    tokens: float
-    stamp: float
-
-    def take(self, now: float) -> bool:
-        """Spend one token if there is one."""
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
-
-
 @dataclass(slots=True, eq=False)
 class _Terminal:
     """One connection: its stream, decoder, source, rate bucket and who it proved to be."""
@@ -256,7 +238,7 @@ class _Terminal:
     writer: asyncio.StreamWriter
     codec: Jt808Codec
     address: str
-    bucket: _Bucket
+    bucket: TokenBucket
     protocol: str | None = None  # "2013" / "2019" once a frame decoded
     authenticated: str | None = None  # terminal_key of the terminal, once authenticated
     closed: bool = field(default=False)  # hung up by the gateway: ignore what follows
@@ -398,7 +380,7 @@ class Jt808Driver(Driver):
         assert task is not None
         cfg = self.jt_config
         loop = asyncio.get_running_loop()
-        bucket = _Bucket(cfg.max_frames_per_s, cfg.frame_burst, cfg.frame_burst, loop.time())
+        bucket = TokenBucket(cfg.max_frames_per_s, cfg.frame_burst, loop.time)
         terminal = _Terminal(writer, cfg.codec(), address, bucket)
         self._connections.add(task)
         self._terminals[terminal] = None
@@ -431,7 +413,7 @@ class Jt808Driver(Driver):
             self.counters.bytes_in += len(data)
             for item in terminal.codec.feed(data, Stamp.now()):
                 now = loop.time()
-                if not terminal.bucket.take(now):
+                if not terminal.bucket.take():
                     self._count("frames_rate_limited")
                     continue
                 self._dispatch(item, terminal)
