@@ -80,10 +80,22 @@ class RecordCheck:
 
 
 def is_record_topic(topic: str) -> bool:
-    """Whether messages on ``topic`` are enveloped records."""
-    last = topic.rsplit("/", 1)[-1]
+    """Whether messages on ``topic`` are enveloped records.
+
+    Not records: ``{root}/status``, ``{root}/key``, ``{root}/media/{id}`` and anything
+    under ``{root}/reply/`` or ``{root}/cmd/``. A level named like those after
+    ``device/`` or ``reading/`` is a device id, whose topics are records.
+    """
     levels = topic.split("/")
-    return not (last in {"status", "key"} or "media" in levels or "reply" in levels)
+    if levels[-1] in {"status", "key"}:
+        return False
+    for n, level in enumerate(levels[1:-1], start=1):
+        if level == "media" and levels[n - 1] not in {"device", "reading"}:
+            return False
+    for n, level in enumerate(levels[1:], start=1):
+        if level in {"reply", "cmd"} and levels[n - 1] not in {"device", "reading"}:
+            return False
+    return True
 
 
 def check_record(payload: bytes, key: Ed25519PublicKey) -> RecordCheck:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from gateway.outbox import EVICTION_TOPIC, Outbox
 from gateway.records import Priority
-from gateway.verify import Message, verify_stream
+from gateway.verify import Message, is_record_topic, verify_stream
 from tests.core.test_outbox_pressure import draft
 from tests.helpers import ephemeral_signer
 
@@ -36,3 +38,15 @@ async def test_announced_evictions_pass_and_unannounced_gaps_fail(tmp_path: Path
     failed = verify_stream(without_report, key)
     assert not failed.ok
     assert {p.kind for p in failed.problems} == {"gap"}
+
+
+@pytest.mark.parametrize(
+    ("suffix", "record"),
+    [("status", False), ("key", False), ("media/0190-ab", False), ("reply/central-1", False),
+     ("cmd/ocr", False), ("event/seal_alarm", True), ("device/media/state", True),
+     ("reading/reply/weight", True), ("device/key/state", True)],
+)  # fmt: skip
+def test_which_topics_hold_records_devices_named_like_other_topics_included(
+    suffix: str, record: bool
+) -> None:
+    assert is_record_topic(f"customs/s/g/{suffix}") is record
