@@ -79,10 +79,11 @@ def test_the_shipped_example_config_says_what_the_unit_runs() -> None:
 
 
 def test_the_shipped_examples_commented_out_keys_work_when_uncommented(tmp_path: Path) -> None:
-    """What a technician does: uncomment the TLS and login lines of ``[mqtt]``."""
+    """What a technician does: uncomment the TLS and login lines of ``[mqtt]``, and the
+    e-locks' source networks."""
     lines = SHIPPED.read_text().splitlines()
     uncommented = [re.sub(r"^# (\w+ = )", r"\1", line) for line in lines]
-    assert sum(a != b for a, b in zip(lines, uncommented, strict=True)) == 6
+    assert sum(a != b for a, b in zip(lines, uncommented, strict=True)) == 7
     config = load_config(write(tmp_path, "\n".join(uncommented)))
     mqtt = config.mqtt
     assert mqtt.tls_ca == Path("/etc/edge-gateway/tls/ca.pem")
@@ -93,6 +94,8 @@ def test_the_shipped_examples_commented_out_keys_work_when_uncommented(tmp_path:
     assert mqtt.username == "gate-3"
     assert mqtt.password_file == Path("/etc/edge-gateway/mqtt-password")
     assert mqtt.keepalive == 30
+    elocks = config.devices[2].model_dump()
+    assert [str(n) for n in elocks["allowed_networks"]] == ["10.20.0.0/16"]
 
 
 def test_a_typo_in_a_device_key_names_file_key_and_suggestion(tmp_path: Path) -> None:
