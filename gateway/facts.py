@@ -29,10 +29,16 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Fact:
-    """Base of every fact: which device it concerns and when it happened there."""
+    """Base of every fact: which device it concerns and when it happened there.
+
+    ``record_id`` is the ``id`` of the record the same decision produced (the
+    :class:`~gateway.records.Draft` made with it), for facts that have one: what a lane
+    cites as its evidence. It is named before the record is durable.
+    """
 
     device: str
     at: Stamp
+    record_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

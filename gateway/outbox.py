@@ -48,7 +48,6 @@ from gateway.records import (
     Priority,
     Record,
     envelope,
-    uuid7,
 )
 
 if TYPE_CHECKING:
@@ -346,7 +345,7 @@ class _Chain:
                 retain=False,
                 content_type=draft.content_type,
             )
-        record_id = uuid7()
+        record_id = draft.id
         payload = envelope(
             draft,
             seq=self.seq + 1,

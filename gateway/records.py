@@ -12,10 +12,23 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any
+
+
+def uuid7() -> str:
+    """A UUIDv7 (RFC 9562): 48-bit Unix milliseconds, then random bits; sorts by time."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76  # version
+    value |= ((rand >> 68) & 0xFFF) << 64  # rand_a, 12 bits
+    value |= 0b10 << 62  # variant
+    value |= rand & ((1 << 62) - 1)  # rand_b, 62 bits
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class Priority(IntEnum):
@@ -46,6 +59,8 @@ class Draft:
         data: the payload; must be JSON-serialisable.
         priority: eviction class.
         retain: publish with the MQTT retain flag (device state).
+        id: the record's ``id`` (UUIDv7), chosen when the draft is made so that a fact
+            about it can name the record it will be (a lane's evidence).
     """
 
     topic: str
@@ -55,6 +70,7 @@ class Draft:
     data: dict[str, Any]
     priority: Priority
     retain: bool = False
+    id: str = field(default_factory=uuid7)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -154,19 +170,6 @@ class Record:
 
 GENESIS = "0" * 64
 """``prev`` of the very first record a gateway publishes."""
-
-
-def uuid7() -> str:
-    """A UUIDv7 (RFC 9562): 48-bit Unix milliseconds, then random bits; sorts by time."""
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms & ((1 << 48) - 1)) << 80
-    value |= 0x7 << 76  # version
-    value |= ((rand >> 68) & 0xFFF) << 64  # rand_a, 12 bits
-    value |= 0b10 << 62  # variant
-    value |= rand & ((1 << 62) - 1)  # rand_b, 62 bits
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def rfc3339(ts: datetime) -> str:

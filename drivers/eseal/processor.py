@@ -217,20 +217,31 @@ class SealProcessor:
         """
         self._unstored.clear()
         if isinstance(reading, SealAlert):
-            self._observed(reading.seal_id, reading, str(alert_event(reading)))
-            return self._alert(reading)
+            drafts = self._alert(reading)
+            self._observed(reading.seal_id, reading, str(alert_event(reading)), drafts)
+            return drafts
         if isinstance(reading, SealRead):
-            self._observed(reading.seal_id, reading, "opened" if reading.opened else "sealed")
-            return self._read(reading)
+            drafts = self._read(reading)
+            self._observed(
+                reading.seal_id, reading, "opened" if reading.opened else "sealed", drafts
+            )
+            return drafts
         if isinstance(reading, NoSealInRange):
             return self._no_seal(reading)
         if isinstance(reading, PositionReported):
             return self._position(reading)
         return []  # host -> reader echoes on a two-wire bus, other JT/T 808 messages
 
-    def _observed(self, seal_id: str, reading: SealRead | SealAlert, state: str) -> None:
+    def _observed(
+        self, seal_id: str, reading: SealRead | SealAlert, state: str, drafts: list[Draft]
+    ) -> None:
         fact = SealObserved(
-            device=self.device, at=reading.at, seal_id=seal_id, state=state, alarm=reading.alarm
+            device=self.device,
+            at=reading.at,
+            seal_id=seal_id,
+            state=state,
+            alarm=reading.alarm,
+            record_id=drafts[0].id if drafts else None,
         )
         self.bus.publish(fact)
 

@@ -363,6 +363,7 @@ class WeighingProcessor:
                     at=r.at,
                     weight_kg=record.data["weight_kg"],
                     status=record.data["status"],
+                    record_id=record.id,
                 )
             )
             return record

@@ -100,6 +100,7 @@ class ScanProcessor:
                 scan_id=reading.scan_id,
                 sha256=reading.image_sha256,
                 containers=tuple(number for number, _ok in reading.containers),
+                record_id=record.id,
             )
         )
         return [preview, record]

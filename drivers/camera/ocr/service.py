@@ -231,6 +231,14 @@ class OcrService:
         )
         out: list[Outgoing] = [media] if media is not None else []
         for data in results:
+            record = Draft(
+                topic=OCR_TOPIC,
+                schema="ocr/1",
+                device=device,
+                ts=passage.started.utc,
+                data={"kind": region.kind, **data, **passage_data},
+                priority=Priority.EVENT,
+            )
             self._bus.publish(
                 CodeRead(
                     device=device,
@@ -240,18 +248,10 @@ class OcrService:
                     text=data["text"],
                     verified=data["verified"],
                     confidence=data["confidence"],
+                    record_id=record.id,
                 )
             )
-            out.append(
-                Draft(
-                    topic=OCR_TOPIC,
-                    schema="ocr/1",
-                    device=device,
-                    ts=passage.started.utc,
-                    data={"kind": region.kind, **data, **passage_data},
-                    priority=Priority.EVENT,
-                )
-            )
+            out.append(record)
         return out
 
     @staticmethod
