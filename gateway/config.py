@@ -170,6 +170,40 @@ def _central_key(value: str) -> Ed25519PublicKey:
     return public_key_from_text(value)
 
 
+class LaneSection(Section):
+    """``[[lanes]]``: the devices of one lane by role, its timing and weight tolerance.
+
+    See :mod:`gateway.lanes`. A passage opens when the lane's scale sees a vehicle drive
+    on and closes ``close_after_s`` after its weighing (the scale back at zero), or at
+    ``max_passage_s``.
+    """
+
+    id: str = Field(pattern=NAME_PATTERN)
+    scale: str = Field(description="the scale whose vehicle on/off frames a passage")
+    cameras: tuple[str, ...] = Field(default=(), description="cameras whose OCR reads count")
+    trailer_plate_regions: tuple[str, ...] = Field(
+        default=(), description="OCR regions that read the trailer's plate, not the tractor's"
+    )
+    seal_readers: tuple[str, ...] = Field(
+        default=(), description="gate readers and e-lock listeners"
+    )
+    xray: str | None = Field(default=None, description="the lane's scanner (drop folder)")
+    close_after_s: float = Field(default=5.0, ge=0, le=600)
+    max_passage_s: float = Field(default=900.0, gt=0, le=86_400)
+    late_scan_s: float = Field(
+        default=900.0, ge=0, description="a scan this long after a crossing still revises it"
+    )
+    tolerance_pct: float = Field(default=5.0, ge=0, le=100)
+    tolerance_kg: float = Field(default=500.0, ge=0, description="the greater of the two applies")
+    min_confidence: float = Field(
+        default=0.6, ge=0, le=1, description="reads below it send a crossing to review"
+    )
+
+    def devices(self) -> tuple[str, ...]:
+        """Every device the lane names."""
+        return (self.scale, *self.cameras, *self.seal_readers, *((self.xray,) if self.xray else ()))
+
+
 class DeviceSection(BaseModel):
     """The keys every ``[[devices]]`` entry has; drivers extend it with their own."""
 
@@ -188,6 +222,7 @@ class GatewayConfig(Section):
     outbox: OutboxSection = OutboxSection()
     control: ControlSection = ControlSection()
     commands: CommandsSection = CommandsSection()
+    lanes: tuple[LaneSection, ...] = ()
     devices: tuple[DeviceSection, ...] = ()
 
     source: Path | None = Field(default=None, exclude=True)
@@ -285,6 +320,15 @@ def parse_config(text: str, path: Path) -> GatewayConfig:
         raise _fail(
             path, [f"devices: duplicate id {d!r}: every device needs its own id" for d in dupes]
         )
+    known = set(ids)
+    unknown = [
+        f"lanes[{n}]: device {d!r} is not configured; devices: {', '.join(sorted(known)) or 'none'}"
+        for n, lane in enumerate(config.lanes)
+        for d in lane.devices()
+        if d not in known
+    ]
+    if unknown:
+        raise _fail(path, unknown)
     return config.model_copy(update={"devices": devices})
 
 

@@ -29,6 +29,7 @@ from gateway.errors import OutboxError
 from gateway.facts import FactBus
 from gateway.family import FamilyContext, FamilyRuntime
 from gateway.health import DeviceState
+from gateway.lanes import Lane
 from gateway.manifests import MANIFEST_COMMAND, ManifestCommand, ManifestStore
 from gateway.outbox import Outbox
 from gateway.permissions import check_secrets, prepare_data_dir
@@ -104,6 +105,7 @@ class Daemon:
             drivers=self._driver_of,
         )
         self.runtimes = build_runtimes(self.context, devices)
+        self.lanes = [Lane(lane, self.bus, self.emit, self.manifests) for lane in config.lanes]
         self.supervisors = [
             DeviceSupervisor(device, self.emit, processor=self._runtime(device).processor(device))
             for device in devices
@@ -163,6 +165,11 @@ class Daemon:
                 "path": str(self.outbox.path),
             },
             "manifests": {"held": len(self.manifests.manifests), "path": str(self.manifests.path)},
+            **(
+                {"lanes": {lane.config.id: lane.status() for lane in self.lanes}}
+                if self.lanes
+                else {}
+            ),
             "devices": {s.config.id: s.health.as_dict() for s in self.supervisors},
             **{k: v for r in self.runtimes.values() for k, v in r.status().items()},
             **(
@@ -199,6 +206,8 @@ class Daemon:
                     uplink.on_acked.append(control.publish)
                     await self._serve()
                     await asyncio.gather(*self._background, return_exceptions=True)
+                    for lane in self.lanes:
+                        lane.stop()
                     notify("STOPPING=1")
                     notify(f"STATUS=stopping; {self.status_line()}")
                     log.info("gateway stopping")

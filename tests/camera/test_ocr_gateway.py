@@ -100,6 +100,27 @@ async def test_a_stopped_truck_is_read_and_verified_at_central(
     assert json.dumps(door, ensure_ascii=False)
 
 
+def lane_simulators(tmp_path: Path) -> tuple[CameraSimulator, ScaleSimulator]:
+    """A lane camera showing one truck for 30 s, and a Toledo scale playing trucks."""
+    sim = CameraSimulator(serve="mjpeg", seed=5, fps=5.0, first_truck_s=1.0, dwell_s=30.0,
+                          truck_every_s=3600)  # fmt: skip
+    link = tmp_path / "ttyS-scale"
+    return sim, ScaleSimulator(protocol="toledo", link=link, trucks=None, speed=4.0, seed=3)
+
+
+def lane_config(tmp_path: Path, broker: Mosquitto, sim: CameraSimulator, extra: str = "") -> str:
+    """The scale and the lane camera reading the plate when a truck drives on."""
+    devices: list[dict[str, Any]] = [
+        {"id": "scale-1", "driver": "scale.toledo", "port": str(tmp_path / "ttyS-scale"),
+         "stable_window_s": 0.6, "silence_timeout_s": 20},  # a loaded CI box stalls
+        {"id": "cam-lane", "driver": "camera.opencv", "url": sim.urls["sub"],
+         "snapshot_url": sim.urls["main"], "still_interval_s": 0, "stats_interval_s": 0,
+         "ocr_on_motion": False, "ocr_on_weighing": ["scale-1"], "ocr_frames": 2},
+    ]  # fmt: skip
+    regions = region("cab-plate", "plate", first_truck(sim)["plate"]["bbox"], 12)
+    return config_text(tmp_path / "data", broker.port, devices) + regions + extra
+
+
 def complete_weighings(central: Central) -> list[dict[str, Any]]:
     return [r for r in central.records("event/weighing") if r["data"]["status"] == "complete"]
 
@@ -109,23 +130,11 @@ async def test_a_truck_driving_onto_the_scale_makes_the_lane_camera_read(
 ) -> None:
     """``ocr_on_weighing``: the scale family's VehicleOnScale fact triggers the camera
     family's OCR (motion triggers are off, so every reading is the scale's doing)."""
-    sim = CameraSimulator(serve="mjpeg", seed=5, fps=5.0, first_truck_s=1.0, dwell_s=30.0,
-                          truck_every_s=3600)  # fmt: skip
-    link = tmp_path / "ttyS-scale"
-    scale = ScaleSimulator(protocol="toledo", link=link, trucks=None, speed=4.0, seed=3)
+    sim, scale = lane_simulators(tmp_path)
     config = tmp_path / "gateway.toml"
     gateway = GatewayProcess(config, tmp_path)
     async with sim, scale:
-        devices: list[dict[str, Any]] = [
-            {"id": "scale-1", "driver": "scale.toledo", "port": str(link),
-             "stable_window_s": 0.6, "silence_timeout_s": 20},  # a loaded CI box stalls
-            {"id": "cam-lane", "driver": "camera.opencv", "url": sim.urls["sub"],
-             "snapshot_url": sim.urls["main"], "still_interval_s": 0, "stats_interval_s": 0,
-             "ocr_on_motion": False, "ocr_on_weighing": ["scale-1"], "ocr_frames": 2},
-        ]  # fmt: skip
-        truck = first_truck(sim)
-        regions = region("cab-plate", "plate", truck["plate"]["bbox"], 12)
-        config.write_text(config_text(tmp_path / "data", broker.port, devices) + regions)
+        config.write_text(lane_config(tmp_path, broker, sim))
         try:
             await gateway.start(timeout_s=60)
             # The scale plays trucks from before the gateway is up: the first weighing
