@@ -220,6 +220,8 @@ async def test_mutual_tls_delivers_records(
         assert uplink.stats.last_error is None
     assert box.stats.depth == 0, "acks are committed by the time the outbox closes"
     assert [r["data"]["n"] for r in central.records("event/test")] == [0, 1, 2]
+    # The broker acknowledged `offline` before close returned; central gets it a moment later.
+    await central.wait_for(lambda c: statuses(c)[-1:] == ["offline"], 10)
     assert statuses(central) == ["online", "offline"]
 
 
@@ -248,6 +250,8 @@ async def test_username_and_password_file_over_tls(
         await central.wait_for(lambda c: len(c.records("event/test")) == 1, 10)
         assert await uplink.drained(5)
     assert box.stats.depth == 0
+    # The broker acknowledged `offline` before close returned; central gets it a moment later.
+    await central.wait_for(lambda c: statuses(c)[-1:] == ["offline"], 10)
     assert statuses(central) == ["online", "offline"]
 
 
@@ -272,6 +276,8 @@ async def test_password_from_a_systemd_credential(
         await box.append([event(0)])
         await central.wait_for(lambda c: len(c.records("event/test")) == 1, 10)
         assert await uplink.drained(5)
+    # The broker acknowledged `offline` before close returned; central gets it a moment later.
+    await central.wait_for(lambda c: statuses(c)[-1:] == ["offline"], 10)
     assert statuses(central) == ["online", "offline"]
 
 
