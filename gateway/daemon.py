@@ -105,7 +105,10 @@ class Daemon:
             drivers=self._driver_of,
         )
         self.runtimes = build_runtimes(self.context, devices)
-        self.lanes = [Lane(lane, self.bus, self.emit, self.manifests) for lane in config.lanes]
+        self.lanes = [
+            Lane(lane, self.bus, self.emit, self.manifests, state_dir=self.context.state_dir)
+            for lane in config.lanes
+        ]
         self.supervisors = [
             DeviceSupervisor(device, self.emit, processor=self._runtime(device).processor(device))
             for device in devices
@@ -270,6 +273,8 @@ class Daemon:
             ]
             await self._services_settled()  # the OCR engine warm before the first passage
             await self._record_states()  # central forgets last run's retained `stopped` now
+            for lane in self.lanes:
+                lane.start()
             tasks += [
                 group.create_task(s.run(), name=f"device-{s.config.id}") for s in self.supervisors
             ]

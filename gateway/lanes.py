@@ -18,16 +18,20 @@ required scan that has not come ``late_scan_s`` after the close is then a
 ``scan_required_missing`` discrepancy.
 
 ``evidence`` lists the ``id`` of every record the crossing was built from (the facts'
-``record_id``). Not kept across restarts yet: a passage open when the daemon stops is
-lost, and no discrepancy is raised from half of it.
+``record_id``). The passage in progress and the crossings not yet handed to the
+outbox are kept in ``{data_dir}/state/lane-{id}.json`` after every change, so a restart
+(``kill -9`` included) in the middle of a passage continues the same crossing: one
+crossing, not two, and no discrepancy from half of one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -43,6 +47,7 @@ from gateway.facts import (
 )
 from gateway.manifests import Manifest, ManifestStore
 from gateway.records import Draft, Outgoing, Priority, rfc3339, uuid7
+from gateway.statefile import StateFile
 
 log = structlog.get_logger(__name__)
 
@@ -97,6 +102,27 @@ class _Crossing:
     raised: set[str] = field(default_factory=set)
     """Discrepancy kinds already published (a revision raises only new ones)."""
 
+    def to_json(self) -> dict[str, Any]:
+        """What the state file keeps."""
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        out["started"] = self.started.isoformat()
+        out["ended"] = self.ended.isoformat() if self.ended else None
+        out["plate"] = self.plate.as_dict() if self.plate else None
+        out["trailer_plate"] = self.trailer_plate.as_dict() if self.trailer_plate else None
+        out["raised"] = sorted(self.raised)
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> _Crossing:
+        """Back from :meth:`to_json`."""
+        fields = dict(data)
+        fields["started"] = datetime.fromisoformat(data["started"])
+        fields["ended"] = datetime.fromisoformat(data["ended"]) if data["ended"] else None
+        fields["plate"] = _Read(**data["plate"]) if data["plate"] else None
+        fields["trailer_plate"] = _Read(**data["trailer_plate"]) if data["trailer_plate"] else None
+        fields["raised"] = set(data["raised"])
+        return cls(**fields)
+
     def cite(self, record_id: str | None) -> None:
         if record_id is not None and record_id not in self.evidence:
             self.evidence.append(record_id)
@@ -127,6 +153,7 @@ class Lane:
         emit: Emit,
         manifests: ManifestStore,
         *,
+        state_dir: Path | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.config = config
@@ -140,11 +167,57 @@ class Lane:
         self._tasks: set[asyncio.Task[None]] = set()
         self.crossings_total = 0
         self.discrepancies_total = 0
+        self._pending: dict[str, _Crossing] = {}
+        """Closed (or revised) and not yet handed to the outbox: published again after a
+        restart."""
+        self._state = StateFile(state_dir / f"lane-{config.id}.json") if state_dir else None
+        self._restore()
         bus.subscribe(VehicleOnScale, self._vehicle_on)
         bus.subscribe(WeighingRecorded, self._weighed)
         bus.subscribe(CodeRead, self._code)
         bus.subscribe(SealObserved, self._seal)
         bus.subscribe(ScanRecorded, self._scan)
+
+    # -- state ---------------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        raw = self._state.read() if self._state is not None else None
+        if raw is None:
+            return
+        try:
+            saved = json.loads(raw)
+            self.open = _Crossing.from_json(saved["open"]) if saved["open"] else None
+            self._pending = {
+                c["crossing_id"]: _Crossing.from_json(c) for c in saved.get("pending", [])
+            }
+        except (ValueError, KeyError, TypeError) as exc:  # a damaged file: start afresh
+            log.warning("lane state unreadable; starting afresh", lane=self.config.id,
+                        error=str(exc))  # fmt: skip
+            self.open, self._pending = None, {}
+
+    def _save(self) -> None:
+        if self._state is None:
+            return
+        body = {
+            "open": self.open.to_json() if self.open else None,
+            "pending": [c.to_json() for c in self._pending.values()],
+        }
+        try:
+            self._state.write(json.dumps(body, ensure_ascii=False).encode())
+        except OSError as exc:  # a full disk: the passage goes on in memory
+            log.warning("could not keep the lane's passage", lane=self.config.id, error=str(exc))
+
+    def start(self) -> None:
+        """In the event loop: resume a restored passage's timers, publish what was due."""
+        crossing = self.open
+        if crossing is not None:
+            age = (self._clock() - crossing.started).total_seconds()
+            self._arm(max(0.0, self.config.max_passage_s - age))
+            if crossing.weighing_status is not None:
+                self._arm(self.config.close_after_s)
+            log.info("lane passage resumed", lane=self.config.id, crossing=crossing.crossing_id)
+        for pending in list(self._pending.values()):
+            self._spawn(self._publish(pending))
 
     # -- facts -----------------------------------------------------------------------------
 
@@ -157,6 +230,7 @@ class Lane:
             self._close()  # the next truck is on before close_after_s: this one is done
         self.open = _Crossing(crossing_id=uuid7(), started=fact.at.utc)
         self._arm(self.config.max_passage_s)
+        self._save()
 
     def _weighed(self, fact: WeighingRecorded) -> None:
         crossing = self.open
@@ -167,6 +241,7 @@ class Lane:
         crossing.weighing_id = fact.record_id
         crossing.cite(fact.record_id)
         self._arm(self.config.close_after_s)
+        self._save()
 
     def _code(self, fact: CodeRead) -> None:
         if fact.device not in self.config.cameras or fact.text is None:
@@ -182,6 +257,7 @@ class Lane:
                 self._spawn(self._publish(late))
             return
         self._add_code(crossing, fact)
+        self._save()
 
     def _closed_at(self, when: datetime) -> _Crossing | None:
         return next(
@@ -210,6 +286,7 @@ class Lane:
         crossing.seals[fact.seal_id] = fact.state
         if fact.alarm:
             crossing.seal_alarms.append({"seal_id": fact.seal_id, "state": fact.state})
+        self._save()
 
     def _scan(self, fact: ScanRecorded) -> None:
         if fact.device != self.config.xray:
@@ -228,6 +305,7 @@ class Lane:
             self._spawn(self._publish(crossing))
             return
         self._attach_scan(crossing, fact)
+        self._save()
 
     @staticmethod
     def _attach_scan(crossing: _Crossing, fact: ScanRecorded) -> None:
@@ -249,6 +327,8 @@ class Lane:
             return
         crossing.ended = self._clock()
         self.closed = [*self.closed[-(KEEP_CLOSED - 1) :], crossing]
+        self._pending[crossing.crossing_id] = crossing
+        self._save()  # closed and not yet durable: a restart now publishes it
         self._spawn(self._publish(crossing))
         manifest = self._manifest_for(crossing)
         if manifest is not None and manifest.scan_required and crossing.scan_id is None:
@@ -342,6 +422,8 @@ class Lane:
             review.append("no container read")
 
     async def _publish(self, crossing: _Crossing, *, scan_overdue: bool = False) -> None:
+        self._pending[crossing.crossing_id] = crossing
+        self._save()
         manifest = self._manifest_for(crossing)
         findings, review = self.judge(crossing, manifest, scan_overdue=scan_overdue)
         result = "discrepancy" if findings else "review" if review else "clear"
@@ -395,6 +477,8 @@ class Lane:
             log.exception("could not record a crossing", lane=self.config.id)
             return
         crossing.raised |= {f.kind for f in new}
+        self._pending.pop(crossing.crossing_id, None)
+        self._save()
         self.crossings_total += crossing.revision == 1
         self.discrepancies_total += len(new)
         log.info("crossing", lane=self.config.id, crossing=crossing.crossing_id,

@@ -8,6 +8,7 @@ truck below is scripted for one finding and must raise that one only.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -254,3 +255,36 @@ def test_a_lane_naming_a_device_that_is_not_configured_is_a_config_error(tmp_pat
     text = config_text(tmp_path, 1883) + '[[lanes]]\nid = "lane-3"\nscale = "scale-9"\n'
     with pytest.raises(ConfigError, match=r"lanes\[0\]: device 'scale-9' is not configured"):
         parse_config(text, tmp_path / "gateway.toml")
+
+
+async def test_a_restart_mid_passage_continues_the_same_crossing(tmp_path: Path) -> None:
+    """The daemon killed with a truck on the scale: the lane's state file (real, on disk)
+    carries the passage over, so the restarted lane publishes one crossing with what was
+    seen before and after, and no discrepancy from either half alone."""
+    state = tmp_path / "state"
+    store = ManifestStore(tmp_path)
+    store.put([manifest()])
+    section = LaneSection(id="lane-3", scale="scale-1", cameras=("cam-lane",),
+                          seal_readers=("seal-gate-1",), xray="xray-1",
+                          close_after_s=0)  # fmt: skip
+    before_bus = FactBus()
+    Lane(section, before_bus, Recorder(), store, state_dir=state)
+    before = Truck(before_bus)
+    before.drive_on()
+    before.plate()
+    before.container()
+    # kill -9 here: nothing of the first lane object survives but its file
+    after_bus, recorder = FactBus(), Recorder()
+    restarted = Lane(section, after_bus, recorder, ManifestStore(tmp_path), state_dir=state)
+    restarted.start()
+    after = Truck(after_bus)
+    after.ids = list(before.ids)
+    after.seal()
+    after.scan()
+    after.weigh()
+    (crossing,) = await recorder.until(1)
+    assert crossing["result"] == "clear", crossing
+    assert crossing["plate"]["text"] == PLATE and crossing["gross_kg"] == 32_000
+    assert crossing["evidence"] == after.ids, "both halves cited"
+    assert recorder.of("event/discrepancy") == []
+    assert json.loads((state / "lane-lane-3.json").read_text()) == {"open": None, "pending": []}
