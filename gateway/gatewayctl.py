@@ -42,6 +42,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     for device in config.devices:
         flag = "" if device.enabled else " (disabled)"
         print(f"  device       {device.id}: {device.driver}{flag}")
+    for lane in config.lanes:
+        print(f"  lane         {lane.id}: {', '.join(lane.devices())}")
     return 0
 
 
