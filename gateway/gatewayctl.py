@@ -138,8 +138,8 @@ def cmd_tail(args: argparse.Namespace) -> int:
             else:
                 rec = line["record"]
                 print(
-                    f"{rec['ts']}  #{rec['seq']:<7} {line['topic']:<32} "
-                    f"{json.dumps(rec['data'], ensure_ascii=False)}",
+                    f"{rec['ts']}  #{rec['seq']:<7} {rec.get('device') or '-':<12} "
+                    f"{line['topic']:<32} {json.dumps(rec['data'], ensure_ascii=False)}",
                     flush=True,
                 )
     except KeyboardInterrupt:

@@ -79,6 +79,7 @@ class DeviceSupervisor:
             delay = self.backoff.next_delay()
             self.health.next_retry_s = round(delay, 2)
             await self._wait_to_retry(log_, delay)
+            self.health.next_retry_s = None  # retrying now: no countdown frozen in status
             self.health.restarted()
 
     async def _session(self) -> None:

@@ -101,6 +101,17 @@ async def test_trucks_are_weighed_and_reach_central_then_clean_shutdown(
             finally:
                 tail.terminate()
                 await tail.wait()
+            plain = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "gateway.gatewayctl", "--config", str(config), "tail",
+                stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            try:
+                assert plain.stdout is not None
+                shown = await asyncio.wait_for(plain.stdout.readline(), 20)
+                assert b" scale-1 " in shown, "each line names its device"
+            finally:
+                plain.terminate()
+                await plain.wait()
             await central.wait_for(lambda c: len(weights(c)) == 3, 60)
             assert weights(central) == sim.truck_weights_kg
             code, out = await run_ctl(config, "status")

@@ -288,3 +288,44 @@ async def test_a_dangling_link_is_absent(tmp_path: Path) -> None:
     assert not await PathPresence(str(link)).present()
     with contextlib.suppress(FileNotFoundError):
         link.unlink()
+
+
+async def test_a_retry_in_progress_shows_no_frozen_countdown() -> None:
+    """Status said "retry in 0.54 s" while the device was already being reopened."""
+    countdowns: list[float | None] = []
+    attempted = asyncio.Event()
+    supervisor: DeviceSupervisor | None = None
+
+    class Reopening(Driver):
+        config_model = DeviceSection
+
+        async def _open(self) -> None:
+            assert supervisor is not None
+            countdowns.append(supervisor.health.next_retry_s)  # what status shows now
+            attempted.set()
+            raise DeviceInitError("refused")
+
+        async def _read(self) -> list[Reading | FrameError]:
+            raise AssertionError("never opened")
+
+        async def _close(self) -> None:
+            pass
+
+    async def emit(drafts: Sequence[Outgoing]) -> None:
+        pass
+
+    supervisor = DeviceSupervisor(
+        DeviceSection(id="scale-1", driver="test.failing"),
+        emit,
+        processor=NOTHING,
+        backoff=Backoff(base_s=0.01, cap_s=0.02),
+        driver_factory=Reopening,
+    )
+    task = asyncio.create_task(supervisor.run())
+    try:
+        async with asyncio.timeout(10):
+            await until(attempted, lambda: len(countdowns) >= 3)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert countdowns[:3] == [None, None, None], countdowns
