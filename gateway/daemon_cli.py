@@ -46,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     os.umask(UMASK)  # before anything is created: logs, the outbox, its WAL, state files
-    faulthandler.enable(all_threads=True)  # a watchdog SIGABRT leaves every thread's stack
+    # A watchdog SIGABRT leaves the main thread's stack (the event loop that stopped
+    # answering). Dumping every thread is not async-signal-safe and was seen to crash.
+    faulthandler.enable(all_threads=False)
     configure_logging(
         args.log_level, json=None if args.log_format is None else args.log_format == "json"
     )

@@ -185,9 +185,10 @@ async def test_a_flood_of_idle_connections_leaves_the_daemon_bounded_and_answeri
             writer.close()
         await terminal.close()
         await gateway.ensure_stopped()
-    # max_connections, and the sockets asyncio accepts in one turn (up to its backlog,
-    # 100) before their handlers close the ones they evict
-    assert peak - before <= 128 + 100, f"{peak - before} more descriptors for 1,100 connections"
+    # max_connections, and the sockets asyncio accepts (up to its backlog, 100, per
+    # turn) before their handlers close the ones they evict: on a loaded box a few turns
+    # of accepts can run first. Bounded far below the 1024 the old listener exhausted.
+    assert peak - before <= 128 + 3 * 100, f"{peak - before} more descriptors for 1,100 connections"
     state = json.loads(out)["devices"]["elock-gw"]["counters"]
     assert state["connections_evicted"] >= 1100 - 128, state
     (alarm,) = central.records("event/seal_alarm")
