@@ -282,6 +282,8 @@ class Lane:
         crossing = self.open
         if fact.device not in self.config.seal_readers or crossing is None:
             return
+        if crossing.seals.get(fact.seal_id) == fact.state and not fact.alarm:
+            return  # a reader polls the same seal twice a second: nothing new to keep
         crossing.cite(fact.record_id)
         crossing.seals[fact.seal_id] = fact.state
         if fact.alarm:
@@ -329,8 +331,8 @@ class Lane:
         self.closed = [*self.closed[-(KEEP_CLOSED - 1) :], crossing]
         self._pending[crossing.crossing_id] = crossing
         self._save()  # closed and not yet durable: a restart now publishes it
-        self._spawn(self._publish(crossing))
         manifest = self._manifest_for(crossing)
+        self._spawn(self._publish(crossing, manifest))
         if manifest is not None and manifest.scan_required and crossing.scan_id is None:
             self._late[crossing.crossing_id] = asyncio.get_running_loop().call_later(
                 self.config.late_scan_s, self._scan_overdue, crossing
@@ -421,10 +423,18 @@ class Lane:
         elif missing:
             review.append("no container read")
 
-    async def _publish(self, crossing: _Crossing, *, scan_overdue: bool = False) -> None:
+    async def _publish(
+        self,
+        crossing: _Crossing,
+        manifest: Manifest | None = None,
+        *,
+        scan_overdue: bool = False,
+    ) -> None:
+        """Hand the crossing (and its new discrepancies) to the outbox; ``manifest``
+        when the caller has just looked it up."""
         self._pending[crossing.crossing_id] = crossing
         self._save()
-        manifest = self._manifest_for(crossing)
+        manifest = manifest or self._manifest_for(crossing)
         findings, review = self.judge(crossing, manifest, scan_overdue=scan_overdue)
         result = "discrepancy" if findings else "review" if review else "clear"
         data = {

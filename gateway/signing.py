@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gateway.errors import ConfigError
+from gateway.statefile import StateFile
 
 RECORD_CONTEXT = b"customs-edge-gateway record/1\x00"
 """Prefixed to the unsigned envelope before signing, so no other signed message of this
@@ -217,13 +218,10 @@ def load_or_create(data_dir: Path, configured: Path | None) -> RecordSigner:
         finally:
             os.close(fd)
     signer = RecordSigner(load_private(path), path)
-    public_path = data_dir / PUBLIC_KEY_NAME
-    text = f"{signer.public_b64}\n"
-    if not public_path.exists() or public_path.read_text() != text:
-        tmp = public_path.with_name(f".{PUBLIC_KEY_NAME}.{os.getpid()}")
-        tmp.unlink(missing_ok=True)
-        _write_new(tmp, text.encode(), 0o644)
-        tmp.replace(public_path)
+    public = StateFile(data_dir / PUBLIC_KEY_NAME)  # 0640: technicians are in the group
+    text = f"{signer.public_b64}\n".encode()
+    if public.read() != text:
+        public.write(text)
     return signer
 
 
