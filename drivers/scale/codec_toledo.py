@@ -17,13 +17,13 @@ Where each field comes from (full list with the facts in ``docs/hardware.md``):
   the "8142" variant of the same file pads with zeros instead, so both are accepted).
   Captures from an IND231 in ``Bridges-Code/mettler_toledo_bridge``,
   ``test/mettler_toledo_bridge_test.dart`` (``'40    046   000'``) have the spaces.
-- Status A bits 0-2, "dummy zero or decimal position" (Wildcat manual table 6-9):
-  the six characters *are* the display, dummy zeros included; codes 000 ``dddd00`` and
-  001 ``ddddd0`` (d a displayed digit) say where the fixed zeros sit, 010 has no
-  point, 011..111 put the point 1..5 places from the right. IND245
-  ``buildContinuousOutputWordA`` derives the code from the increment (10 and 20 kg
-  give 001) while the digits stay the displayed ones, and the IND231 capture ``'1!!  1440   460'`` (code 001) means 1440 g. Bits 3-4
-  build code (01 x1, 10 x2, 11 x5), bit 5 always 1.
+- Status A bits 0-2, "dummy zero or decimal position" (Wildcat manual table 6-9): the six
+  characters *are* the display, dummy zeros included; codes 000 ``dddd00`` and 001
+  ``ddddd0`` (d a displayed digit) say where the fixed zeros sit, 010 has no point,
+  011..111 put the point 1..5 places from the right. IND245 ``buildContinuousOutputWordA``
+  derives the code from the increment (10 and 20 kg give 001) while the digits stay the
+  displayed ones, and the IND231 capture ``'1!!  1440   460'`` (code 001) means 1440 g. Bits
+  3-4 build code (01 x1, 10 x2, 11 x5), bit 5 always 1.
 - Status B: bit 0 net, 1 negative, 2 out of range, 3 motion, 4 kg (else lb), 5 always
   1, 6 power-up zero not captured (``buildStatusWord``; Wildcat table 6-10).
 - Status C bits 0-2, the unit when it is neither kg nor lb: 1 g, 2 t, 3 oz, 6 ton,
